@@ -1,0 +1,1 @@
+"""Training-set attacks.  Importing this package registers the in-tree ones."""

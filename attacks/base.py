@@ -1,0 +1,83 @@
+"""The attack contract: ``craft`` turns a clean raw dataset into an attacked one.
+
+Attacks act on *raw* inputs (pixels in [0, 1], waveforms, strings); featurizers run afterwards.
+Every attack is seeded only through the ``rng`` it is handed (explicit random state).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from benchmark.config import build
+from benchmark.data.types import RawDataset, Split
+
+
+@dataclass
+class AttackedData:
+    """What an attack hands the harness.
+
+    ``train``           poisoned training set (raw), labels as the victim sees them.
+    ``is_adv``          bool mask over ``train``: True for the adversarial set D_adv.
+    ``test``            clean test set, for clean accuracy.
+    ``targets``         target inputs as the attacker presents them at test time (triggered for
+                        backdoors, unperturbed for poisoning), with their TRUE labels y_targ.
+    ``targets_clean``   the same targets without trigger (None when the attack has no trigger);
+                        used to keep only targets that are correctly classified when clean.
+    ``y_adv``           adversarial label of each target (int64, one per target).
+    ``non_targets``     clean test inputs that are not targets, for analysis sets.
+    ``num_classes``     number of labels the victim predicts.
+    ``info``            attack-specific facts worth recording (trigger norms, chosen ids, ...).
+    """
+
+    train: Split
+    is_adv: torch.Tensor
+    test: Split
+    targets: Split
+    y_adv: torch.Tensor
+    non_targets: Split
+    num_classes: int
+    classes: list[str]
+    targets_clean: Split | None = None
+    modality: str = "image"
+    sample_rate: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.is_adv = torch.as_tensor(self.is_adv, dtype=torch.bool)
+        self.y_adv = torch.as_tensor(self.y_adv, dtype=torch.long)
+        if len(self.is_adv) != len(self.train):
+            raise ValueError("is_adv must have one entry per training example")
+        if len(self.y_adv) != len(self.targets):
+            raise ValueError("y_adv must have one entry per target")
+        if self.targets_clean is not None and len(self.targets_clean) != len(self.targets):
+            raise ValueError("targets_clean must align with targets")
+
+    @property
+    def n_adv(self) -> int:
+        return int(self.is_adv.sum())
+
+
+class Attack(ABC):
+    """Base class of every training-set attack.  Subclasses set ``Config`` (a dataclass whose
+    fields are the attack's parameters) and ``modalities``."""
+
+    Config: ClassVar[type]
+    modalities: ClassVar[tuple[str, ...]] = ("image",)
+
+    def __init__(self, **params: Any) -> None:
+        self.config = build(self.Config, params, what=f"attack {type(self).__name__}")
+
+    def check_dataset(self, data: RawDataset) -> None:
+        if data.modality not in self.modalities:
+            raise ValueError(
+                f"attack {type(self).__name__} works on {self.modalities} data, "
+                f"but dataset {data.name!r} is {data.modality!r}"
+            )
+
+    @abstractmethod
+    def craft(self, data: RawDataset, rng: np.random.Generator) -> AttackedData:
+        """Return the attacked dataset.  All randomness comes from ``rng``."""

@@ -1,0 +1,1 @@
+"""Target-identification baselines.  Importing this package registers the in-tree ones."""
