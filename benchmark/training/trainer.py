@@ -237,7 +237,7 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            running += float(loss) * len(batch)
+            running += loss.item() * len(batch)
             seen += len(batch)
             t += 1
             if progress is not None:

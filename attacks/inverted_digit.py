@@ -1,0 +1,83 @@
+"""Paper 000 Sec. 4.1's CIFAR-10 + MNIST-0 experiment in miniature, on the embedded digits.
+
+Two digit classes are the clean binary task (the stand-ins for frog and airplane); the
+adversarial set is a few intensity-inverted images (x -> 1 - x, a clearly different
+distribution, like MNIST next to CIFAR-10) of a third digit, labelled as one of the clean
+classes; the targets are held-out inverted instances of that third digit, disjoint from the
+adversarial set.  Labels are remapped to {0, 1}: ``clean_classes[0]`` -> 0, ``clean_classes[1]`` -> 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attacks.base import Attack, AttackedData
+from benchmark.data.types import RawDataset, Split, concat
+from benchmark.registry import attacks
+
+
+@dataclass(frozen=True)
+class InvertedDigitConfig:
+    clean_classes: tuple[int, int] = (6, 9)  # paper 000 Sec. 4.1's pair criterion (benchmark.tools.select_toy_pair)
+    adv_digit: int = 3  # ours; inverted 3s play the role of MNIST 0s
+    adv_label: int = 1  # binary label of clean_classes[1] (paper: MNIST 0s labelled airplane)
+    adv_fraction: float = 0.015  # |D_adv| / |D_cl| (paper 000 Sec. 4.1: 150 / 10,000)
+    n_targets: int = 20  # held-out inverted adv_digit instances (ours)
+
+    def __post_init__(self) -> None:
+        if len(set(self.clean_classes)) != 2 or self.adv_digit in self.clean_classes:
+            raise ValueError("clean_classes must be two distinct digits, different from adv_digit")
+        if self.adv_label not in (0, 1):
+            raise ValueError("adv_label is a binary label: 0 or 1")
+        if not 0 < self.adv_fraction < 1:
+            raise ValueError("adv_fraction must be in (0, 1)")
+
+
+@attacks.register("inverted-digit",
+                  "Toy of paper 000 Sec. 4.1: a few inverted images of a third digit labelled as a clean class")
+class InvertedDigit(Attack):
+    Config = InvertedDigitConfig
+    modalities = ("image",)
+
+    def craft(self, data: RawDataset, rng: np.random.Generator, extra=None) -> AttackedData:
+        self.check_dataset(data)
+        c = self.config
+        a, b = c.clean_classes
+
+        def binary(split: Split) -> Split:
+            keep = (split.labels == a) | (split.labels == b)
+            return Split(split.inputs[keep].clone(), (split.labels[keep] == b).long())
+
+        clean_train, clean_test = binary(data.train), binary(data.test)
+        n_adv = max(1, int(round(c.adv_fraction * len(clean_train))))
+        pool = torch.cat([
+            data.train.inputs[data.train.labels == c.adv_digit],
+            data.test.inputs[data.test.labels == c.adv_digit],
+        ])
+        if len(pool) < n_adv + c.n_targets:
+            raise ValueError(f"only {len(pool)} images of digit {c.adv_digit}; need {n_adv + c.n_targets}")
+        order = torch.from_numpy(rng.permutation(len(pool)))
+        adv_x = 1.0 - pool[order[:n_adv]]
+        target_x = 1.0 - pool[order[n_adv : n_adv + c.n_targets]]
+        true_target_label = 1 - c.adv_label  # the "other" class: a flip means the attack worked
+
+        train = Split(concat(clean_train.inputs, adv_x),
+                      torch.cat([clean_train.labels, torch.full((n_adv,), c.adv_label)]))
+        is_adv = torch.cat([torch.zeros(len(clean_train), dtype=torch.bool),
+                            torch.ones(n_adv, dtype=torch.bool)])
+        # Shuffle so adversarial examples are not all at the end (ids carry no information).
+        perm = torch.from_numpy(rng.permutation(len(train)))
+        train, is_adv = train.subset(perm), is_adv[perm]
+        return AttackedData(
+            train=train,
+            is_adv=is_adv,
+            test=clean_test,
+            targets=Split(target_x, torch.full((c.n_targets,), true_target_label)),
+            y_adv=torch.full((c.n_targets,), c.adv_label),
+            non_targets=clean_test,
+            num_classes=2,
+            classes=[str(a), str(b)],
+            info={"n_adv": n_adv, "n_clean": len(clean_train), "adv_digit": c.adv_digit},
+        )

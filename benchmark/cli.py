@@ -1,0 +1,185 @@
+"""Command line: ``python -m benchmark {run,list,report}``.
+
+* ``run``     run a suite (default: ``quick`` at scale ``small``), then print its leaderboard.
+* ``list``    what is registered, with a one-line description each.
+* ``report``  leaderboards (Markdown or LaTeX) and a figure from stored records.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmark.config import ConfigError
+from benchmark.data.types import DatasetError, resolve_cache_dir, resolve_data_root
+from benchmark.experiment import SCALES
+from benchmark.registry import ALL, RegistryError
+from benchmark.store import RecordStore, resolve_output_dir
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="quick", help="registered suite (default: quick)")
+    p.add_argument("--output-dir", default=None,
+                   help="where result records go (default: $BENCHMARK_OUTPUT_DIR or ./runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run a suite and print its leaderboard")
+    _common(run)
+    run.add_argument("--scale", default="small", choices=SCALES)
+    run.add_argument("--data-root", default=None,
+                     help="dataset root (default: $BENCHMARK_DATA_ROOT or ./data)")
+    run.add_argument("--cache-dir", default=None,
+                     help="decoded-data and training cache (default: $BENCHMARK_CACHE_DIR or ./.cache/benchmark)")
+    run.add_argument("--download", action="store_true", help="allow official download routes")
+    run.add_argument("--experiment", action="append", default=[], help="only this experiment (repeatable)")
+    run.add_argument("--method", action="append", default=[], help="only this method label or name (repeatable)")
+    run.add_argument("--trials", type=int, default=None, help="override the number of trials")
+    run.add_argument("--defense", action="append", default=[], metavar="NAME[=JSON]",
+                     help="add a registered defense (in-tree or plugin) to every experiment whose "
+                          "protocol scores training examples; optional JSON parameters (repeatable)")
+    run.add_argument("--ranker", action="append", default=[], metavar="NAME[=JSON]",
+                     help="add a registered target ranker to target-identification experiments (repeatable)")
+    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--dry-run", action="store_true",
+                     help="resolve and validate every trial config and method, run nothing")
+
+    lst = sub.add_parser("list", help="list registered components")
+    lst.add_argument("kind", nargs="?", default=None, help=f"one of: {', '.join(ALL)}")
+
+    rep = sub.add_parser("report", help="render leaderboards from stored records")
+    _common(rep)
+    rep.add_argument("--format", default="md", choices=("md", "latex"))
+    rep.add_argument("--figure", default=None, help="write a seaborn figure to this PNG path")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]  # `python -m benchmark` runs the quick suite
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return cmd_list(args.kind)
+        if args.command == "report":
+            return cmd_report(args)
+        return cmd_run(args)
+    except (RegistryError, ConfigError, DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_list(kind: str | None) -> int:
+    kinds = [kind] if kind else list(ALL)
+    for k in kinds:
+        if k not in ALL:
+            import difflib
+
+            close = difflib.get_close_matches(k, list(ALL), n=2)
+            raise RegistryError(f"unknown kind {k!r}" + (f"; did you mean {close}?" if close else "")
+                                + f" Kinds: {', '.join(ALL)}")
+        print(f"{k}:")
+        for e in ALL[k].entries():
+            origin = "" if e.origin == "in-tree" else f"  [{e.origin}]"
+            print(f"  {e.name:<22} {e.description}{origin}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.runner import RunOptions, get_suite, run_suite
+
+    suite = get_suite(args.suite)
+    opts = RunOptions(
+        scale=args.scale,
+        data_root=resolve_data_root(args.data_root),
+        cache_dir=resolve_cache_dir(args.cache_dir),
+        output_dir=resolve_output_dir(args.output_dir),
+        download=args.download,
+        experiments=tuple(args.experiment),
+        methods=tuple(args.method),
+        trials=args.trials,
+        extra_methods=tuple(_method_specs(args.defense, "defenses") + _method_specs(args.ranker, "target_rankers")),
+        progress=not args.no_progress,
+    )
+    if args.dry_run:
+        return _dry_run(suite, opts)
+    t0 = time.perf_counter()
+    summary = run_suite(suite, opts)
+    print(f"suite {suite.name} v{suite.version} at scale {opts.scale}: {summary.written} record(s) written, "
+          f"{summary.skipped} already done, {summary.attack_failed} with a failed attack "
+          f"({time.perf_counter() - t0:.1f} s); records in {opts.output_dir}\n")
+    print(_render(suite, opts.output_dir, scale=opts.scale))
+    return 0
+
+
+def _method_specs(items: list[str], kind: str):
+    import json
+
+    from benchmark.experiment import MethodSpec
+
+    specs = []
+    for item in items:
+        name, _, params = item.partition("=")
+        try:
+            parsed = json.loads(params) if params else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--{kind} {item!r}: parameters must be a JSON object ({exc})") from None
+        ALL[kind].get(name)  # unknown name -> error with suggestions
+        specs.append(MethodSpec(label=name, name=name, kind=kind, params=parsed))
+    return specs
+
+
+def _dry_run(suite, opts) -> int:
+    from benchmark.config import build
+    from benchmark.protocols import get_protocol
+    from benchmark.protocols.common import build_method
+    from benchmark.registry import attacks, datasets, models
+    from benchmark.training import TrainConfig
+
+    n = 0
+    for exp in suite.experiments:
+        if opts.experiments and exp.name not in opts.experiments:
+            continue
+        for trial in range(opts.trials if opts.trials is not None else exp.num_trials(opts.scale)):
+            tc = exp.resolve(opts.scale, trial, suite.seed)
+            v = tc.values
+            datasets.get(v["dataset"]["name"])
+            attacks.get(v["attack"]["name"])(**v["attack"].get("params", {}))
+            models.get(v["model"]["name"])
+            build(TrainConfig, v["train"], what="train")
+            p = get_protocol(v.get("protocol", {"name": "adversarial-set"})["name"])
+            build(p.Params, v.get("protocol", {}).get("params", {}))
+            n += 1
+        for spec in exp.methods:
+            build_method(spec)
+    print(f"dry run: {n} trial config(s) of suite {suite.name!r} at scale {opts.scale} are valid")
+    return 0
+
+
+def _render(suite, output_dir: Path, scale: str | None = None, fmt: str = "github") -> str:
+    from benchmark.report import render
+
+    records = [r for r in RecordStore(output_dir).records(suite.name)
+               if (scale is None or r.scale == scale) and r.suite_version == suite.version]
+    comparisons = {e.name: e.comparisons for e in suite.experiments}
+    return render(records, suite.name, fmt=fmt, comparisons=comparisons)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import render_figure
+    from benchmark.runner import get_suite
+
+    suite = get_suite(args.suite)
+    output_dir = resolve_output_dir(args.output_dir)
+    print(_render(suite, output_dir, fmt="latex" if args.format == "latex" else "github"))
+    if args.figure:
+        records = [r for r in RecordStore(output_dir).records(suite.name) if r.suite_version == suite.version]
+        path = render_figure(records, Path(args.figure))
+        print(f"figure written to {path}" if path else "no records to plot")
+    return 0

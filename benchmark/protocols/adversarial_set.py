@@ -1,0 +1,50 @@
+"""Protocol 1, adversarial-set identification (paper 000 Sec. 4.1, 6.2; Fig. 1, 6).
+
+For a known target, drawn uniformly at random among the trial's successful targets (the same
+target for every method of a trial, so comparisons are paired), every method scores every
+training example; the metric is AUPRC with D_adv as the positive class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.metrics import auprc
+from benchmark.protocols.common import MethodResult, make_evidence
+from benchmark.trial import PreparedTrial
+
+
+METHOD_KINDS = ("defenses",)
+
+
+@dataclass(frozen=True)
+class Params:
+    """No parameters yet: one random successful target per trial (paper 000 Sec. 4.1)."""
+
+
+@dataclass
+class State:
+    target_index: int  # index into the attack's targets
+    query_inputs: object
+    query_labels: object
+
+
+def setup(p: PreparedTrial, params: Params, rng: np.random.Generator) -> State | None:
+    if len(p.successful_targets) == 0:
+        return None
+    j = int(rng.choice(p.successful_targets))
+    x = p.targets.inputs[j : j + 1]
+    y_hat = p.predict(x)  # the final model's predicted label (paper 000 Sec. 2)
+    return State(j, x, y_hat)
+
+
+def evaluate(p: PreparedTrial, state: State, method, rng: np.random.Generator) -> MethodResult:
+    ev = make_evidence(p, method.requires, rng, state.query_inputs, state.query_labels)
+    scores = np.asarray(method.score(ev), dtype=np.float64)
+    if scores.ndim == 2:
+        if scores.shape[1] != 1:
+            raise ValueError(f"expected one score column for one target, got shape {scores.shape}")
+        scores = scores[:, 0]
+    return MethodResult(metrics={"auprc": auprc(p.is_adv, scores)}, scores=scores,
+                        granted=sorted(ev.granted), extra={"target_index": state.target_index})

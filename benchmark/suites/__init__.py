@@ -1,0 +1,2 @@
+"""Registers the in-tree suites.  A suite is registered as a function returning a Suite."""
+from benchmark.suites import quick  # noqa: F401

@@ -1,0 +1,187 @@
+"""One trial's data flow: load raw data -> attack -> featurize -> train (cached) -> attack facts.
+
+Everything random is derived from the trial seed and a component name, so a trial is
+reproducible from its config alone.  The trained trajectory is cached under
+``<cache_dir>/training/<trial hash>.pt`` (loaded back with ``weights_only=True``), so a run killed
+after training does not train again.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from attacks.base import AttackedData
+from benchmark.config import stable_hash
+from benchmark.data.types import RawDataset, Split
+from benchmark.experiment import TrialConfig
+from benchmark.metrics import accuracy, attack_success_rate
+from benchmark.models import build_model
+from benchmark.registry import attacks, datasets, featurizers
+from benchmark.rng import derive_seed, numpy_rng, torch_rng
+from benchmark.training import TrainConfig, TrainingRun, num_outputs, predict, predict_logits, train
+from benchmark.config import build
+
+
+@dataclass
+class Featurized:
+    inputs: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class PreparedTrial:
+    tc: TrialConfig
+    attacked: AttackedData
+    train: Featurized
+    test: Featurized
+    targets: Featurized  # labels = true labels y_targ
+    targets_clean: Featurized | None
+    non_targets: Featurized
+    model_factory: Callable[[], nn.Module]
+    run: TrainingRun
+    data_source: dict[str, Any]
+    trial_metrics: dict[str, float] = field(default_factory=dict)
+    successful_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def is_adv(self) -> np.ndarray:
+        return self.attacked.is_adv.numpy()
+
+    def final_model(self) -> nn.Module:
+        model = self.model_factory()
+        model.load_state_dict(self.run.final)
+        return model.eval()
+
+    def predict(self, inputs: torch.Tensor, params: dict | None = None) -> torch.Tensor:
+        model = self.model_factory()
+        model.load_state_dict(params if params is not None else self.run.final)
+        return predict(predict_logits(model, inputs))
+
+
+@lru_cache(maxsize=8)
+def _load_dataset_cached(name: str, params_key: str, data_root: str, cache_dir: str,
+                         download: bool) -> RawDataset:
+    import json
+
+    loader = datasets.get(name)
+    return loader(data_root=Path(data_root), cache_dir=Path(cache_dir), download=download,
+                  **json.loads(params_key))
+
+
+def load_dataset(name: str, params: dict, data_root: Path, cache_dir: Path, download: bool) -> RawDataset:
+    import json
+
+    return _load_dataset_cached(name, json.dumps(params, sort_keys=True), str(data_root),
+                                str(cache_dir), download)
+
+
+def featurize(spec: dict | None, split: Split, sample_rate: int | None) -> Featurized:
+    if spec is None:
+        if not isinstance(split.inputs, torch.Tensor):
+            raise ValueError("non-tensor raw inputs need a featurizer in the experiment config")
+        return Featurized(split.inputs.float(), split.labels)
+    feat = featurizers.get(spec["name"])(**spec.get("params", {}))
+    if len(split) == 0:
+        return Featurized(torch.empty(0), split.labels)
+    return Featurized(feat(split.inputs, sample_rate=sample_rate), split.labels)
+
+
+def make_model_factory(spec: dict, input_shape: tuple[int, ...], n_out: int) -> Callable[[], nn.Module]:
+    name, params = spec["name"], spec.get("params", {})
+    build_model(name, input_shape, n_out, params)  # validate parameters once, eagerly
+
+    def factory() -> nn.Module:
+        return build_model(name, input_shape, n_out, params)
+
+    return factory
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Seed torch's global generator (model initialisation) without leaking the state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> PreparedTrial:
+    cfg = tc.values
+    ds_spec, atk_spec = cfg["dataset"], cfg["attack"]
+    raw = load_dataset(ds_spec["name"], ds_spec.get("params", {}), data_root, cache_dir, download)
+
+    attack_cls = attacks.get(atk_spec["name"])
+    attack = attack_cls(**atk_spec.get("params", {}))
+    attack.check_dataset(raw)
+    extra_names = getattr(attack_cls, "extra_datasets", ())
+    rng = numpy_rng(tc.seed, "attack")
+    if extra_names:
+        extra = {n: load_dataset(n, {}, data_root, cache_dir, download) for n in extra_names}
+        attacked = attack.craft(raw, rng, extra=extra)
+    else:
+        attacked = attack.craft(raw, rng)
+
+    fspec = cfg.get("featurizer")
+    sr = attacked.sample_rate
+    train_f = featurize(fspec, attacked.train, sr)
+    test_f = featurize(fspec, attacked.test, sr)
+    targets_f = featurize(fspec, attacked.targets, sr)
+    targets_clean_f = featurize(fspec, attacked.targets_clean, sr) if attacked.targets_clean is not None else None
+    non_targets_f = featurize(fspec, attacked.non_targets, sr)
+
+    n_out = num_outputs(attacked.num_classes)
+    input_shape = tuple(train_f.inputs.shape[1:])
+    factory = make_model_factory(cfg["model"], input_shape, n_out)
+    train_cfg = build(TrainConfig, cfg["train"], what="train")
+
+    cache_path = Path(cache_dir) / "training" / f"{tc.hash}.pt"
+    if cache_path.is_file():
+        run = TrainingRun.load(cache_path)
+    else:
+        with seeded(derive_seed(tc.seed, "init")):
+            model = factory()
+        run = train(model, train_f.inputs, train_f.labels, train_cfg,
+                    generator=torch_rng(tc.seed, "batches"), progress=progress)
+        run.save(cache_path)
+
+    prepared = PreparedTrial(
+        tc=tc, attacked=attacked, train=train_f, test=test_f, targets=targets_f,
+        targets_clean=targets_clean_f, non_targets=non_targets_f, model_factory=factory, run=run,
+        data_source={"dataset": ds_spec["name"], **raw.source,
+                     "attacked_data_hash": _attacked_hash(attacked)},
+    )
+    _attack_facts(prepared)
+    return prepared
+
+
+def _attacked_hash(a: AttackedData) -> str:
+    """Fingerprint of the attacked training set (ids of D_adv and label counts)."""
+    return stable_hash({"is_adv": a.is_adv.nonzero().ravel().tolist(),
+                        "labels": torch.bincount(a.train.labels).tolist(), "n": len(a.train)})
+
+
+def _attack_facts(p: PreparedTrial) -> None:
+    """Clean accuracy, attack success rate, and which targets succeeded (Sec. 2: only
+    successful attacks are analysed)."""
+    pred_test = p.predict(p.test.inputs).numpy()
+    pred_targets = p.predict(p.targets.inputs).numpy()
+    y_adv = p.attacked.y_adv.numpy()
+    success = pred_targets == y_adv
+    if p.targets_clean is not None:
+        pred_clean = p.predict(p.targets_clean.inputs).numpy()
+        success &= pred_clean == p.targets_clean.labels.numpy()
+    p.successful_targets = np.flatnonzero(success)
+    p.trial_metrics = {
+        "clean_accuracy": accuracy(pred_test, p.test.labels.numpy()),
+        "asr_no_defense": attack_success_rate(pred_targets, y_adv),
+        "n_train": float(len(p.train.labels)),
+        "n_adv": float(p.attacked.n_adv),
+        "n_targets": float(len(y_adv)),
+    }
