@@ -51,6 +51,10 @@ class PreparedTrial:
     successful_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
+    def run_wall_time_s(self) -> float:
+        return self.run.wall_time_s
+
+    @property
     def is_adv(self) -> np.ndarray:
         return self.attacked.is_adv.numpy()
 
@@ -65,7 +69,7 @@ class PreparedTrial:
         return predict(predict_logits(model, inputs))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)  # a decoded CIFAR-10 is ~740 MB of float32
 def _load_dataset_cached(name: str, params_key: str, data_root: str, cache_dir: str,
                          download: bool) -> RawDataset:
     import json

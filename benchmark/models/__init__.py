@@ -13,12 +13,7 @@ from benchmark.config import ConfigError, unwrap
 from benchmark.registry import models
 
 # in-tree model modules register on import
-from benchmark.models import small  # noqa: F401,E402
-
-try:  # larger architectures (added by the data/models work); optional at import time
-    from benchmark.models import resnet9, resnet32, speech_cnn  # noqa: F401
-except ImportError:  # pragma: no cover - only while a module is absent
-    pass
+from benchmark.models import resnet9, resnet32, small, speech_cnn  # noqa: F401,E402
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int,
