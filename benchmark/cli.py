@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     summary = run_suite(suite, opts)
     print(f"suite {suite.name} v{suite.version} at scale {opts.scale}: {summary.written} record(s) written, "
-          f"{summary.skipped} already done, {summary.attack_failed} with a failed attack "
+          f"{summary.skipped} already done, {summary.not_evaluated} not evaluated "
           f"({time.perf_counter() - t0:.1f} s); records in {opts.output_dir}\n")
     print(_render(suite, opts.output_dir, scale=opts.scale))
     return 0

@@ -26,7 +26,16 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "pct_clean_removed": False,
     "retrain_rounds": False,
     "misclassification_rate": True,
+    "asr_all_targets": False,
 }
+
+
+def higher_is_better(name: str) -> bool:
+    """Direction of a metric; ``control_<m>`` and ``<m>@<setting>`` take the direction of ``m``."""
+    base = name.removeprefix("control_").split("@", 1)[0]
+    if base not in HIGHER_IS_BETTER:
+        raise KeyError(f"metric {name!r} has no declared direction in benchmark.metrics.HIGHER_IS_BETTER")
+    return HIGHER_IS_BETTER[base]
 
 
 class MetricError(ValueError):

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from tabulate import tabulate
 
-from benchmark.metrics import HIGHER_IS_BETTER, paired_difference, summarize
+from benchmark.metrics import higher_is_better, paired_difference, summarize
 from benchmark.store import Record
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -52,10 +52,11 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
     out: list[str] = []
     for (experiment, scale), recs in sorted(_group(records).items()):
         ok = [r for r in recs if r.status == "ok"]
-        failed_trials = sorted({r.trial for r in recs if r.status == "attack-failed"})
+        skipped = [r for r in recs if r.status == "not-evaluated"]
+        failed_trials = sorted({r.trial for r in skipped})
         trials = sorted({r.trial for r in recs})
         out.append(f"### {suite_name} / {experiment} (scale: {scale}, {len(trials)} trials)\n")
-        out.append(_trial_line(recs, failed_trials))
+        out.append(_trial_line(recs, failed_trials, skipped[0].message if skipped else ""))
         metrics = sorted({m for r in ok for m in r.metrics})
         by_method: dict[str, list[Record]] = defaultdict(list)
         for r in ok:
@@ -74,7 +75,7 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
             rows.append(row)
         headers = ["method"]
         for metric in metrics:
-            arrow = "↑" if HIGHER_IS_BETTER.get(metric, True) else "↓"
+            arrow = "↑" if higher_is_better(metric) else "↓"
             headers += [f"{metric} {arrow} (mean ± std)", "95% CI", "n"]
             if paper:
                 headers.append(f"paper {metric}")
@@ -92,11 +93,11 @@ def _sort_key(recs: list[Record], metrics: list[str]) -> float:
         return 0.0
     m = metrics[0]
     s = summarize([r.metric(m) for r in recs])
-    sign = -1.0 if HIGHER_IS_BETTER.get(m, True) else 1.0
+    sign = -1.0 if higher_is_better(m) else 1.0
     return sign * s.mean if s.n else float("inf")
 
 
-def _trial_line(recs: list[Record], failed_trials: list[int]) -> str:
+def _trial_line(recs: list[Record], failed_trials: list[int], why: str) -> str:
     per_trial = {r.trial: r for r in recs}
     parts = []
     for name in ("clean_accuracy", "asr_no_defense"):
@@ -106,7 +107,7 @@ def _trial_line(recs: list[Record], failed_trials: list[int]) -> str:
             parts.append(f"{name} {s.fmt()} (95% CI {s.fmt_ci()})")
     line = "Attack: " + "; ".join(parts) if parts else "Attack: –"
     if failed_trials:
-        line += f"; attack failed (no flipped target) in trial(s) {failed_trials}: no defense numbers for them"
+        line += f"; not evaluated in trial(s) {failed_trials} ({why}): no method numbers for them"
     return line + "\n"
 
 

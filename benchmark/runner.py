@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from benchmark.config import build, to_jsonable
 from benchmark.experiment import Experiment, MethodSpec, Suite, TrialConfig
-from benchmark.metrics import HIGHER_IS_BETTER
+from benchmark.metrics import HIGHER_IS_BETTER, higher_is_better
 from benchmark.protocols import get_protocol
 from benchmark.protocols.common import build_method, oracle_needs
 from benchmark.provenance import device_info, git_info, package_versions
@@ -38,7 +38,7 @@ class RunOptions:
 class RunSummary:
     written: int = 0
     skipped: int = 0
-    attack_failed: int = 0
+    not_evaluated: int = 0
     wall_time_s: float = 0.0
 
 
@@ -48,12 +48,7 @@ def get_suite(name: str) -> Suite:
 
 
 def _metric_values(metrics: dict[str, float]) -> dict[str, MetricValue]:
-    out = {}
-    for k, v in metrics.items():
-        if k not in HIGHER_IS_BETTER:
-            raise KeyError(f"metric {k!r} has no declared direction in benchmark.metrics.HIGHER_IS_BETTER")
-        out[k] = MetricValue(v, HIGHER_IS_BETTER[k])
-    return out
+    return {k: MetricValue(v, higher_is_better(k)) for k, v in metrics.items()}
 
 
 def _trial_metric_values(metrics: dict[str, float]) -> dict[str, MetricValue]:
@@ -124,9 +119,10 @@ def _run_trial(suite: Suite, exp: Experiment, tc: TrialConfig, todo, opts: RunOp
             rec = Record(**common, method=spec.label, method_kind=spec.kind, method_name=spec.name,
                          method_params=to_jsonable(dict(spec.params)),
                          granted=[], oracle=[], metrics={}, score_hash=None, wall_time_s=0.0,
-                         status="attack-failed",
-                         message="no target was flipped by the attack in this trial")
-            summary.attack_failed += 1
+                         status="not-evaluated",
+                         message=getattr(protocol, "NOTHING_TO_EVALUATE",
+                                         "no target was flipped by the attack in this trial"))
+            summary.not_evaluated += 1
         else:
             result = protocol.evaluate(prepared, state, method, numpy_rng(tc.seed, "method", spec.label))
             rec = Record(**common, method=spec.label, method_kind=spec.kind, method_name=spec.name,

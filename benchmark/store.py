@@ -52,7 +52,7 @@ class Record:
     trial_metrics: dict[str, MetricValue]  # attack-level facts (ASR, clean accuracy, ...)
     score_hash: str | None
     wall_time_s: float
-    status: str = "ok"  # "ok" | "attack-failed" | "error"
+    status: str = "ok"  # "ok" | "not-evaluated" (the protocol found nothing to evaluate)
     message: str = ""
     data_source: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from benchmark.protocols import adversarial_set
+from benchmark.protocols import (adversarial_set, attack_success, filtering, mitigation,
+                                 target_identification)
 
 PROTOCOLS: dict[str, ModuleType] = {
+    "attack-success": attack_success,
     "adversarial-set": adversarial_set,
+    "target-identification": target_identification,
+    "mitigation": mitigation,
+    "filtering": filtering,
 }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -72,6 +73,7 @@ class TrainingRun:
     final: StateDict
     total_iterations: int
     epoch_losses: list[float] = field(default_factory=list)
+    wall_time_s: float = 0.0
 
     # -- persistence (loaded back with weights_only=True) -----------------------------------
     def to_payload(self) -> dict:
@@ -93,6 +95,7 @@ class TrainingRun:
             "final": self.final,
             "total_iterations": self.total_iterations,
             "epoch_losses": list(self.epoch_losses),
+            "wall_time_s": self.wall_time_s,
         }
 
     @classmethod
@@ -107,6 +110,7 @@ class TrainingRun:
             final=payload["final"],
             total_iterations=payload["total_iterations"],
             epoch_losses=list(payload["epoch_losses"]),
+            wall_time_s=float(payload.get("wall_time_s", 0.0)),
         )
 
     def save(self, path: Path) -> None:
@@ -190,6 +194,7 @@ def train(
     parameters) it is loaded first.  All randomness (batch order) comes from ``generator``; on
     CPU the same generator state gives bit-identical parameters.
     """
+    t_start = time.perf_counter()
     n = len(labels)
     if n < cfg.batch_size and cfg.drop_last:
         raise ValueError(f"training set of {n} examples is smaller than batch size {cfg.batch_size}")
@@ -253,6 +258,7 @@ def train(
         final=_clone_state(model),
         total_iterations=t,
         epoch_losses=epoch_losses,
+        wall_time_s=time.perf_counter() - t_start,
     )
 
 
