@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list registered components")
     lst.add_argument("kind", nargs="?", default=None, help=f"one of: {', '.join(ALL)}")
 
+    diag = sub.add_parser("diagnose", help="paper 000 Fig. 2 / Fig. 3 training diagnostics for one trial")
+    _common(diag)
+    diag.add_argument("--experiment", required=True)
+    diag.add_argument("--scale", default="small", choices=SCALES)
+    diag.add_argument("--trial", type=int, default=0)
+    diag.add_argument("--data-root", default=None)
+    diag.add_argument("--cache-dir", default=None)
+    diag.add_argument("--max-clean", type=int, default=1000,
+                      help="random sample of D_cl used for the loss tracking (all of D_adv is used)")
+    diag.add_argument("--figure-dir", default="diagnostics", help="where PNG and JSON files go")
+
     rep = sub.add_parser("report", help="render leaderboards from stored records")
     _common(rep)
     rep.add_argument("--format", default="md", choices=("md", "latex"))
@@ -69,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(args.kind)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "diagnose":
+            return cmd_diagnose(args)
         return cmd_run(args)
     except (RegistryError, ConfigError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -182,4 +195,45 @@ def cmd_report(args: argparse.Namespace) -> int:
         records = [r for r in RecordStore(output_dir).records(suite.name) if r.suite_version == suite.version]
         path = render_figure(records, Path(args.figure))
         print(f"figure written to {path}" if path else "no records to plot")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Fig. 2 (losses and gradient-norm ratio of D_adv vs D_cl) and Fig. 3 (a target's gradient
+    norm split by layer) for one trial of an experiment."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from benchmark import diagnostics as dg
+    from benchmark.rng import numpy_rng
+    from benchmark.runner import get_suite
+    from benchmark.trial import prepare_trial
+
+    suite = get_suite(args.suite)
+    tc = suite.experiment(args.experiment).resolve(args.scale, args.trial, suite.seed)
+    p = prepare_trial(tc, resolve_data_root(args.data_root), resolve_cache_dir(args.cache_dir))
+    rng = numpy_rng(tc.seed, "diagnose")
+    adv = np.flatnonzero(p.is_adv)
+    clean = np.flatnonzero(~p.is_adv)
+    if len(clean) > args.max_clean:
+        clean = np.sort(rng.choice(clean, size=args.max_clean, replace=False))
+    idx = torch.as_tensor(np.r_[adv, clean])
+    out = Path(args.figure_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{suite.name}-{args.experiment}-{args.scale}-trial{args.trial}"
+    result: dict = {"trial_config_hash": tc.hash, "n_adv": len(adv), "n_clean_sampled": len(clean)}
+    if len(adv):
+        lt = dg.loss_tracking(p.model_factory, p.run, p.train.inputs[idx], p.train.labels[idx], p.is_adv[idx.numpy()])
+        print(dg.summarize_loss_tracking(lt))
+        print(f"figure: {dg.plot_loss_tracking(lt, out / f'{stem}-fig2.png')}")
+        result["loss_tracking"] = lt.to_dict()
+    if len(p.successful_targets):
+        j = int(rng.choice(p.successful_targets))
+        ls = dg.layer_gradient_split(p.model_factory, p.run, p.targets.inputs[j], p.attacked.y_adv[j])
+        print(dg.summarize_layer_split(ls))
+        print(f"figure: {dg.plot_layer_split([ls], [args.experiment], out / f'{stem}-fig3.png')}")
+        result["layer_split"] = ls.to_dict()
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     return 0
