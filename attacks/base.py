@@ -67,6 +67,10 @@ class Attack(ABC):
 
     Config: ClassVar[type]
     modalities: ClassVar[tuple[str, ...]] = ("image",)
+    #: Names of further registered datasets the attack needs (e.g. ``("mnist",)`` for the joint
+    #: CIFAR-10 + MNIST-0 attack).  The harness loads each with its default parameters and passes
+    #: them to ``craft`` as ``extra={"mnist": RawDataset, ...}``.
+    extra_datasets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.config = build(self.Config, params, what=f"attack {type(self).__name__}")
@@ -79,5 +83,20 @@ class Attack(ABC):
             )
 
     @abstractmethod
-    def craft(self, data: RawDataset, rng: np.random.Generator) -> AttackedData:
-        """Return the attacked dataset.  All randomness comes from ``rng``."""
+    def craft(self, data: RawDataset, rng: np.random.Generator,
+              extra: dict[str, RawDataset] | None = None) -> AttackedData:
+        """Return the attacked dataset.  All randomness comes from ``rng``.
+
+        ``extra`` holds the datasets named in :attr:`extra_datasets` (loaded by the harness),
+        keyed by registered name; attacks that declare none may ignore it (it is then ``None``).
+        """
+
+    def require_extra(self, extra: dict[str, RawDataset] | None, name: str) -> RawDataset:
+        """Return ``extra[name]`` or fail with a message that says how to provide it."""
+        if not extra or name not in extra:
+            raise ValueError(
+                f"attack {type(self).__name__} needs dataset {name!r} passed as "
+                f"craft(..., extra={{{name!r}: benchmark.registry.datasets.get({name!r})(data_root=..., "
+                f"cache_dir=...)}}); the harness does this for names listed in extra_datasets"
+            )
+        return extra[name]

@@ -137,7 +137,7 @@ featurizers: Registry = Registry("featurizers", ("benchmark.data.featurizers",))
 models: Registry = Registry("models", ("benchmark.models",))
 attacks: Registry = Registry("attacks", ("attacks",))
 defenses: Registry = Registry("defenses", ("defenses",))
-target_rankers: Registry = Registry("target_rankers", ("baselines",))
+target_rankers: Registry = Registry("target_rankers", ("baselines", "defenses.fit"))
 removal_rules: Registry = Registry("removal_rules", ("benchmark.protocols.removal",))
 suites: Registry = Registry("suites", ("benchmark.suites",))
 

@@ -19,8 +19,8 @@ def _opts(tmp_path, **kw):
 
 def test_quick_smoke_end_to_end_and_seeded_determinism(tmp_path):
     suite = get_suite("quick")
-    s1 = run_suite(suite, _opts(tmp_path / "a", trials=2))
-    s2 = run_suite(suite, _opts(tmp_path / "b", trials=2))
+    s1 = run_suite(suite, _opts(tmp_path / "a", trials=2, experiments=("inverted-digit",)))
+    s2 = run_suite(suite, _opts(tmp_path / "b", trials=2, experiments=("inverted-digit",)))
     assert s1.written == s2.written == 2 * len(suite.experiments[0].methods)
     recs = {(r.trial, r.method): r for r in RecordStore(tmp_path / "a" / "runs").records("quick")}
     for r in RecordStore(tmp_path / "b" / "runs").records("quick"):
@@ -38,7 +38,7 @@ def test_quick_smoke_end_to_end_and_seeded_determinism(tmp_path):
 
 def test_killed_run_resumes_without_redoing_finished_work(tmp_path, monkeypatch):
     suite = get_suite("quick")
-    opts = _opts(tmp_path, trials=3)
+    opts = _opts(tmp_path, trials=3, experiments=("inverted-digit",))
     calls = {"n": 0}
     real_eval = runner.get_protocol("adversarial-set").evaluate
 
@@ -123,7 +123,7 @@ def test_cli_list_and_report(tmp_path, capsys):
     assert "gas" in out and "tracincp" in out
     assert main(["list", "defences"]) == 2
     assert "did you mean" in capsys.readouterr().err
-    assert main(["run", "--scale", "smoke", "--trials", "1", "--no-progress",
+    assert main(["run", "--scale", "smoke", "--trials", "1", "--no-progress", "--experiment", "inverted-digit",
                  "--output-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")]) == 0
     assert "Paired difference GAS − TracInCP" in capsys.readouterr().out
     fig = tmp_path / "fig.png"

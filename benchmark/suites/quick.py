@@ -40,6 +40,45 @@ ESTIMATORS = (
     MethodSpec("GAS", "gas"),
 )
 
+TARGET_RANKERS = (
+    MethodSpec("FIT w/ GAS", "fit", "target_rankers", {"estimator": "gas"}),
+    MethodSpec("FIT w/ GAS-L", "fit", "target_rankers", {"estimator": "gas-l"}),
+    # kappa sensitivity (paper 000 Sec. 6.3 / suppl. F.6); the toy's |D_adv| = 8 < kappa = 10
+    MethodSpec("FIT w/ GAS, κ=1", "fit", "target_rankers", {"estimator": "gas", "kappa": 1}),
+    MethodSpec("FIT w/ GAS, κ=5", "fit", "target_rankers", {"estimator": "gas", "kappa": 5}),
+    MethodSpec("Max k-NN", "max-knn", "target_rankers"),
+    MethodSpec("Min k-NN", "min-knn", "target_rankers"),
+    MethodSpec("Most certain", "most-certain", "target_rankers"),
+    MethodSpec("Least certain", "least-certain", "target_rankers"),
+    MethodSpec("Random", "random", "target_rankers"),
+)
+
+MITIGATORS = (
+    MethodSpec("GAS", "gas"),
+    MethodSpec("GAS-L", "gas-l"),
+)
+
+
+#: A backdoor on the same digits, for the protocols that need targets with a true label to flip
+#: back to (target identification, mitigation): BadNets patch on 6s relabelled 9 (paper 000's
+#: vision backdoor in miniature).  Attack strength calibrated on ASR alone, before any defense ran:
+#: results/calibration/quick_backdoor.json.
+BACKDOOR_TOY_ATTACK = {
+    "name": "badnets",
+    "params": {
+        "classes": paper((6, 9), "000 Sec. 4.1 criterion, as the toy above"),
+        "y_targ": ours(6), "y_adv": ours(9),
+        "epsilon": ours(0.03, "calibrated on ASR: results/calibration/quick_backdoor.json (paper 000: 1.5%)"),
+        "mode": reference_code("replace", "poisons replace their clean originals"),
+        "patch_size": ours(3, "calibrated on ASR, BackdoorBench's 3x3"),
+        "margin": ours(0, "8x8 images"),
+    },
+}
+
+
+def _with_protocol(name: str, params: dict) -> dict:
+    return {**TOY_CONFIG, "attack": BACKDOOR_TOY_ATTACK, "protocol": {"name": name, "params": params}}
+
 
 @suites.register("quick", "Paper 000 Fig. 1 in miniature on the embedded digits (no data needed, ~1 min)")
 def quick_suite() -> Suite:
@@ -56,6 +95,28 @@ def quick_suite() -> Suite:
                 scales={"smoke": {"trials": ours(3)}},
                 comparisons=(("GAS", "TracInCP"),),
                 paper_reference="paper 000 Sec. 4.1, Fig. 1 (CIFAR-10 frog vs airplane + 150 MNIST 0s)",
+            ),
+            Experiment(
+                name="target-identification",
+                description="FIT vs the target-identification baselines on the toy (paper 000 Sec. 6.3, Fig. 7)",
+                config=_with_protocol("target-identification", {
+                    "n_targets": ours(5, "the toy's targets are plentiful; keeps targets rare in the analysis set"),
+                    "n_non_targets": ours(50, "reference uses 250 of 2,000 CIFAR test images; the toy has ~90"),
+                }),
+                methods=TARGET_RANKERS,
+                scales={"smoke": {"trials": ours(3)}},
+                comparisons=(("FIT w/ GAS", "Max k-NN"),),
+                paper_reference="paper 000 Sec. 6.3, Fig. 7",
+            ),
+            Experiment(
+                name="mitigation",
+                description="Target-driven mitigation (Alg. 3) on the toy, Table 1 layout, with a random-removal control",
+                config=_with_protocol("mitigation", {
+                    "zeta": ours(2.0), "max_removal_fraction": ours(0.05), "n_targets": paper(1, "000 Sec. 6.4"),
+                }),
+                methods=MITIGATORS,
+                scales={"smoke": {"trials": ours(3)}},
+                paper_reference="paper 000 Sec. 6.4, Table 1",
             ),
         ),
     )

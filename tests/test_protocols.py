@@ -1,0 +1,132 @@
+"""Remove-and-retrain and target-identification protocols on toys where the answer is known."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from attacks.base import AttackedData
+from benchmark.data.types import Split
+from benchmark.experiment import MethodSpec
+from benchmark.protocols import filtering, mitigation, target_identification
+from benchmark.protocols.common import build_method
+from benchmark.rng import numpy_rng
+from benchmark.runner import get_suite
+from benchmark.trial import Featurized, PreparedTrial, make_model_factory, prepare_trial
+from benchmark.training import TrainConfig, train
+from defenses.base import Defense, NoParams
+
+
+def _quick_trial(tmp_path, experiment: str, trial: int = 0) -> PreparedTrial:
+    tc = get_suite("quick").experiment(experiment).resolve("smoke", trial, 0)
+    return prepare_trial(tc, tmp_path, tmp_path / "cache")
+
+
+def test_mitigation_removes_adversarial_set_and_beats_random_control(tmp_path):
+    p = _quick_trial(tmp_path, "mitigation")
+    params = mitigation.Params(zeta=2.0, max_removal_fraction=0.05)
+    state = mitigation.setup(p, params, numpy_rng(0))
+    assert state is not None and state.target_labels.item() == p.attacked.y_adv[0].item()
+    result = mitigation.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
+    m = result.metrics
+    assert m["attack_success_rate"] == 0.0  # the loop stops only when the target flipped back
+    assert m["pct_adv_removed"] >= 50.0
+    assert m["pct_clean_removed"] < 5.0
+    n_removed = result.extra["n_removed"]
+    assert 0 < n_removed <= int(0.05 * len(p.train.labels))
+    assert result.extra["human_review"] is False and m["retrain_rounds"] >= 1
+    # the random control removed as many examples and left the attack in place
+    assert m["control_attack_success_rate"] > m["attack_success_rate"]
+    assert m["asr_all_targets"] < p.trial_metrics["asr_no_defense"]
+
+
+def test_mitigation_respects_the_sanitization_budget(tmp_path):
+    p = _quick_trial(tmp_path, "mitigation")
+    params = mitigation.Params(zeta=2.0, max_removal_fraction=1.5 / len(p.train.labels))  # at most 1
+    state = mitigation.setup(p, params, numpy_rng(0))
+    result = mitigation.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
+    assert result.extra["n_removed"] <= 1
+    assert result.extra["human_review"] is True  # stopped and flagged instead of deleting more
+    assert result.metrics["attack_success_rate"] == 1.0
+
+
+def test_target_identification_ranks_targets_first(tmp_path):
+    p = _quick_trial(tmp_path, "target-identification")
+    state = target_identification.setup(p, target_identification.Params(n_targets=3, n_non_targets=30),
+                                        numpy_rng(0))
+    assert state.is_target.sum() == 3 and (~state.is_target).sum() == 30
+    # kappa below |D_adv| = 8 (paper 000 Sec. 5.2: attacks smaller than kappa are hard to detect)
+    fit = target_identification.evaluate(p, state, build_method(MethodSpec("F", "fit", "target_rankers",
+                                                                           {"estimator": "gas", "kappa": 3})),
+                                         numpy_rng(1))
+    assert fit.metrics["target_rank"] == 1.0 and fit.metrics["auprc"] > 0.9
+    rnd = target_identification.evaluate(p, state, build_method(MethodSpec("R", "random", "target_rankers")),
+                                         numpy_rng(1))
+    assert rnd.metrics["auprc"] < fit.metrics["auprc"]
+
+
+class _ClusterOracle(Defense):
+    """Knows the planted cluster: scores it highest."""
+
+    Config = NoParams
+    requires = frozenset({"queries"})
+
+    def score(self, evidence):
+        x = evidence.train_inputs
+        return (-(x - torch.tensor([0.0, 3.0])).norm(dim=1)).numpy()[:, None]
+
+
+def _filtering_toy() -> PreparedTrial:
+    """Two blobs, and a small class-1 cluster at (0, 3) that alone supports the test point there."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(60, 2, generator=g) * 0.5 + torch.tensor([-2.0, -1.0])
+    x1 = torch.randn(60, 2, generator=g) * 0.5 + torch.tensor([2.0, -1.0])
+    cluster = torch.randn(8, 2, generator=g) * 0.2 + torch.tensor([0.0, 3.0])
+    far0 = torch.randn(12, 2, generator=g) * 0.3 + torch.tensor([-1.5, 3.0])
+    x = torch.cat([x0, x1, cluster, far0])
+    y = torch.cat([torch.zeros(60), torch.ones(60), torch.ones(8), torch.zeros(12)]).long()
+    test_x = torch.tensor([[0.3, 3.0], [-2.0, -1.0], [2.0, -1.0]])
+    test_y = torch.tensor([1, 0, 1])
+    attacked = AttackedData(train=Split(x, y), is_adv=torch.zeros(len(y), dtype=torch.bool),
+                            test=Split(test_x, test_y), targets=Split(test_x[:0], test_y[:0]),
+                            y_adv=test_y[:0], non_targets=Split(test_x, test_y), num_classes=2,
+                            classes=["a", "b"], modality="features")
+    factory = make_model_factory({"name": "mlp", "params": {"hidden": 16}}, (2,), 1)
+    cfg = TrainConfig(epochs=30, batch_size=16, lr=0.05, checkpoints_per_epoch=1)
+    torch.manual_seed(0)
+    run = train(factory(), x, y, cfg, generator=torch.Generator().manual_seed(0))
+    from benchmark.experiment import TrialConfig
+
+    tc = TrialConfig("toy", "smoke", 0, 123, {})
+    f = Featurized
+    return PreparedTrial(tc, attacked, f(x, y), f(test_x, test_y), f(test_x[:0], test_y[:0]), None,
+                         f(test_x, test_y), factory, run, {})
+
+
+def test_filtering_finds_the_supporting_cluster():
+    p = _filtering_toy()
+    assert p.predict(p.test.inputs[:1]).item() == 1
+    params = filtering.Params(percents=(6.0,), n_retrain=6, n_selection_models=4, mis_rate_low=0.0,
+                              mis_rate_high=0.5)
+    state = filtering.setup(p, params, numpy_rng(0))
+    assert state is not None and state.index == 0  # the only test point not always right
+    oracle = filtering.evaluate(p, state, _ClusterOracle(), numpy_rng(1))
+    control = filtering.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
+    assert oracle.metrics["misclassification_rate@6%"] >= 0.8
+    assert control.metrics["misclassification_rate@6%"] < oracle.metrics["misclassification_rate@6%"]
+
+
+def test_filtering_without_eligible_example_is_not_evaluated():
+    p = _filtering_toy()
+    params = filtering.Params(percents=(5.0,), n_retrain=1, n_selection_models=2, mis_rate_low=0.9,
+                              mis_rate_high=1.0)
+    assert filtering.setup(p, params, numpy_rng(0)) is None
+
+
+def test_protocol_params_validate():
+    with pytest.raises(ValueError):
+        mitigation.Params(target_source="oracle")
+    with pytest.raises(ValueError):
+        filtering.Params(percents=(0,))
+    with pytest.raises(ValueError):
+        target_identification.Params(n_targets=0)
