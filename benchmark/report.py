@@ -50,6 +50,10 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
     comparisons = comparisons or {}
     paper_numbers = paper_numbers if paper_numbers is not None else load_paper_numbers()
     out: list[str] = []
+    attack_only = [r for r in records if r.protocol == "attack-success"]
+    if attack_only:
+        out.append(render_attack_table(attack_only, fmt))
+    records = [r for r in records if r.protocol != "attack-success"]
     for (experiment, scale), recs in sorted(_group(records).items()):
         ok = [r for r in recs if r.status == "ok"]
         skipped = [r for r in recs if r.status == "not-evaluated"]
@@ -86,6 +90,30 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
             out.append(_comparison_line(by_method, a, b, metrics))
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_attack_table(records: list[Record], fmt: str = "github") -> str:
+    """One row per (experiment, scale) of the attack-success protocol: poisoning ratio, attack
+    success rate and clean accuracy with pooled Wilson 95% intervals over all test inputs of all
+    trials, and the training wall time."""
+    from benchmark.metrics import binomial_ci
+
+    rows = []
+    for (experiment, scale), recs in sorted(_group(records).items()):
+        hits = sum(r.extra["asr_counts"][0] for r in recs)
+        n_t = sum(r.extra["asr_counts"][1] for r in recs)
+        ok = sum(r.extra["clean_counts"][0] for r in recs)
+        n_c = sum(r.extra["clean_counts"][1] for r in recs)
+        lo, hi = binomial_ci(hits, n_t)
+        clo, chi = binomial_ci(ok, n_c)
+        ratio = summarize([r.extra["poison_ratio"] for r in recs]).mean
+        wall = summarize([r.extra["training_wall_time_s"] for r in recs]).mean
+        rows.append([experiment, scale, len(recs), f"{ratio:.4f}",
+                     f"{hits / n_t:.3f} [{lo:.3f}, {hi:.3f}] (n={n_t})",
+                     f"{ok / n_c:.3f} [{clo:.3f}, {chi:.3f}] (n={n_c})", f"{wall:.0f}"])
+    headers = ["experiment", "scale", "trials", "poison ratio", "ASR [95% CI] (targets)",
+               "clean acc. [95% CI] (test inputs)", "train s/trial"]
+    return "### Attack success (no defense)\n\n" + tabulate(rows, headers=headers, tablefmt=fmt) + "\n"
 
 
 def _sort_key(recs: list[Record], metrics: list[str]) -> float:
