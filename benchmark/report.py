@@ -61,28 +61,33 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
         trials = sorted({r.trial for r in recs})
         out.append(f"### {suite_name} / {experiment} (scale: {scale}, {len(trials)} trials)\n")
         out.append(_trial_line(recs, failed_trials, skipped[0].message if skipped else ""))
-        metrics = sorted({m for r in ok for m in r.metrics})
+        metrics = _metric_order({m for r in ok for m in r.metrics})
         by_method: dict[str, list[Record]] = defaultdict(list)
         for r in ok:
             by_method[r.method].append(r)
         paper = {(p.method, p.metric): p for p in paper_numbers
                  if p.suite == suite_name and p.experiment == experiment}
+        compact = len(metrics) > 3  # many metrics: mean ± std per cell, one n column
         rows = []
         for method in sorted(by_method, key=lambda m: _sort_key(by_method[m], metrics)):
             row = [method]
             for metric in metrics:
                 s = summarize([r.metric(metric) for r in by_method[method]])
-                row += [s.fmt(), s.fmt_ci(), s.n]
-                if paper:
+                row += [s.fmt()] if compact else [s.fmt(), s.fmt_ci(), s.n]
+                if paper and (not compact or any((m_, metric) in paper for m_ in by_method)):
                     p = paper.get((method, metric))
                     row.append(f"{p.value:g} ({p.citation})" if p else "–")
+            if compact:
+                row.append(len(by_method[method]))
             rows.append(row)
         headers = ["method"]
         for metric in metrics:
             arrow = "↑" if higher_is_better(metric) else "↓"
-            headers += [f"{metric} {arrow} (mean ± std)", "95% CI", "n"]
-            if paper:
+            headers += [f"{metric} {arrow}"] if compact else [f"{metric} {arrow} (mean ± std)", "95% CI", "n"]
+            if paper and (not compact or any((m_, metric) in paper for m_ in by_method)):
                 headers.append(f"paper {metric}")
+        if compact:
+            headers.append("n")
         if rows:
             out.append(tabulate(rows, headers=headers, tablefmt=fmt))
             out.append("")
@@ -114,6 +119,20 @@ def render_attack_table(records: list[Record], fmt: str = "github") -> str:
     headers = ["experiment", "scale", "trials", "poison ratio", "ASR [95% CI] (targets)",
                "clean acc. [95% CI] (test inputs)", "train s/trial"]
     return "### Attack success (no defense)\n\n" + tabulate(rows, headers=headers, tablefmt=fmt) + "\n"
+
+
+#: Column order (Table 1 of paper 000 for mitigation); metrics not listed follow alphabetically.
+METRIC_ORDER = (
+    "auprc", "target_rank", "pct_adv_removed", "pct_clean_removed", "attack_success_rate",
+    "asr_all_targets", "clean_accuracy", "clean_accuracy_change", "retrain_rounds",
+    "control_pct_adv_removed", "control_pct_clean_removed", "control_attack_success_rate",
+    "control_asr_all_targets", "control_clean_accuracy", "control_clean_accuracy_change",
+)
+
+
+def _metric_order(names: set[str]) -> list[str]:
+    known = [m for m in METRIC_ORDER if m in names]
+    return known + sorted(n for n in names if n not in METRIC_ORDER)
 
 
 def _sort_key(recs: list[Record], metrics: list[str]) -> float:
