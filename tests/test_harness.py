@@ -12,6 +12,9 @@ from benchmark.store import RecordStore
 from benchmark.training import TrainConfig
 
 
+TWO_METHODS = ("TracInCP", "GAS")
+
+
 def _opts(tmp_path, **kw):
     return RunOptions(scale="smoke", cache_dir=tmp_path / "cache", output_dir=tmp_path / "runs",
                       progress=False, **kw)
@@ -19,9 +22,10 @@ def _opts(tmp_path, **kw):
 
 def test_quick_smoke_end_to_end_and_seeded_determinism(tmp_path):
     suite = get_suite("quick")
-    s1 = run_suite(suite, _opts(tmp_path / "a", trials=2, experiments=("inverted-digit",)))
-    s2 = run_suite(suite, _opts(tmp_path / "b", trials=2, experiments=("inverted-digit",)))
-    assert s1.written == s2.written == 2 * len(suite.experiments[0].methods)
+    kw = dict(trials=2, experiments=("inverted-digit",), methods=TWO_METHODS)
+    s1 = run_suite(suite, _opts(tmp_path / "a", **kw))
+    s2 = run_suite(suite, _opts(tmp_path / "b", **kw))
+    assert s1.written == s2.written == 2 * 2
     recs = {(r.trial, r.method): r for r in RecordStore(tmp_path / "a" / "runs").records("quick")}
     for r in RecordStore(tmp_path / "b" / "runs").records("quick"):
         twin = recs[(r.trial, r.method)]
@@ -38,7 +42,7 @@ def test_quick_smoke_end_to_end_and_seeded_determinism(tmp_path):
 
 def test_killed_run_resumes_without_redoing_finished_work(tmp_path, monkeypatch):
     suite = get_suite("quick")
-    opts = _opts(tmp_path, trials=3, experiments=("inverted-digit",))
+    opts = _opts(tmp_path, trials=3, experiments=("inverted-digit",), methods=TWO_METHODS)
     calls = {"n": 0}
     real_eval = runner.get_protocol("adversarial-set").evaluate
 
@@ -124,6 +128,7 @@ def test_cli_list_and_report(tmp_path, capsys):
     assert main(["list", "defences"]) == 2
     assert "did you mean" in capsys.readouterr().err
     assert main(["run", "--scale", "smoke", "--trials", "1", "--no-progress", "--experiment", "inverted-digit",
+                 "--method", "GAS", "--method", "TracInCP",
                  "--output-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")]) == 0
     assert "Paired difference GAS − TracInCP" in capsys.readouterr().out
     fig = tmp_path / "fig.png"
