@@ -51,6 +51,7 @@ class Evidence:
     model_factory: Callable[[], nn.Module] | None = None
     final_params: dict[str, torch.Tensor] | None = None
     training_run: Any = None  # benchmark.training.TrainingRun
+    train_config: Any = None  # benchmark.training.TrainConfig: the defender's own hyperparameters
     query_inputs: torch.Tensor | None = None
     query_labels: torch.Tensor | None = None  # predicted labels y_hat of the final model
     clean_validation: tuple[torch.Tensor, torch.Tensor] | None = None

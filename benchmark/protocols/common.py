@@ -42,6 +42,7 @@ def make_evidence(p: PreparedTrial, requires: frozenset[str], rng: np.random.Gen
                   granted=frozenset(requires))
     if requires & {"model", "checkpoints"}:
         ev.model_factory = p.model_factory
+        ev.train_config = run.config  # hyperparameters (e.g. weight decay) are the defender's own
     if "model" in requires:
         ev.final_params = final_params if final_params is not None else run.final
     if "checkpoints" in requires:

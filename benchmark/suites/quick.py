@@ -35,9 +35,30 @@ TOY_CONFIG = {
     "trials": ours(10),
 }
 
+#: Paper 000 Fig. 1: each original estimator next to its renormalized version(s).
 ESTIMATORS = (
     MethodSpec("TracInCP", "tracincp"),
     MethodSpec("GAS", "gas"),
+    MethodSpec("GAS-L", "gas-l"),
+    MethodSpec("TracIn", "tracin"),
+    MethodSpec("Rn. TracIn", "tracin-renorm"),
+    MethodSpec("TracIn-L", "tracin-l"),
+    MethodSpec("Influence Func.", "if"),
+    MethodSpec("Rn. Influence Func.", "if-renorm"),
+    MethodSpec("Influence Func.-L", "if-l"),
+    MethodSpec("Representer Pt.", "rp"),
+    MethodSpec("Rn. Representer Pt.", "rp-renorm"),
+)
+
+#: (renormalized, original) pairs whose paired per-trial difference the report gives.
+RENORMALIZATION_PAIRS = (
+    ("GAS", "TracInCP"),
+    ("GAS-L", "TracInCP"),
+    ("Rn. TracIn", "TracIn"),
+    ("TracIn-L", "TracIn"),
+    ("Rn. Influence Func.", "Influence Func."),
+    ("Influence Func.-L", "Influence Func."),
+    ("Rn. Representer Pt.", "Representer Pt."),
 )
 
 TARGET_RANKERS = (
@@ -93,7 +114,7 @@ def quick_suite() -> Suite:
                 config=TOY_CONFIG,
                 methods=ESTIMATORS,
                 scales={"smoke": {"trials": ours(3)}},
-                comparisons=(("GAS", "TracInCP"),),
+                comparisons=RENORMALIZATION_PAIRS,
                 paper_reference="paper 000 Sec. 4.1, Fig. 1 (CIFAR-10 frog vs airplane + 150 MNIST 0s)",
             ),
             Experiment(

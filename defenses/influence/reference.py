@@ -16,7 +16,7 @@ when the test gradient is exactly zero, norms are clamped at ``MIN_NORM``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -28,15 +28,23 @@ MIN_NORM = 1e-8
 
 def per_example_gradients(
     model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype = torch.float64,
-    loss_fn: Callable = per_example_loss,
+    loss_fn: Callable = per_example_loss, names: Sequence[str] | None = None, param_l2: float = 0.0,
 ) -> list[list[torch.Tensor]]:
-    """Gradients of each example's loss, one autograd call per example (model in eval mode)."""
+    """Gradients of each example's loss, one autograd call per example (model in eval mode).
+
+    ``names`` restricts to those parameters; ``param_l2`` adds ``param_l2 * sum ||p||^2`` to
+    every example's objective (the reference GAS loop's weight-decay variant)."""
     model = model.to(dtype).eval()
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if names is not None:
+        named = [(n, p) for n, p in named if n in set(names)]
+    params = [p for _, p in named]
     grads = []
     for i in range(len(labels)):
         x = inputs[i : i + 1].to(dtype) if inputs.is_floating_point() else inputs[i : i + 1]
         loss = loss_fn(model(x), labels[i : i + 1]).sum()
+        if param_l2:
+            loss = loss + param_l2 * sum((p * p).sum() for p in params)
         grads.append([g.detach() for g in torch.autograd.grad(loss, params)])
     return grads
 
@@ -52,42 +60,155 @@ def dynamic_influence(
     train_labels: torch.Tensor,
     query_inputs: torch.Tensor,
     query_labels: torch.Tensor,
-    method: str,
+    method: str | Sequence[str],
     dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
+    param_l2: float = 0.0,
+) -> torch.Tensor | dict[str, torch.Tensor]:
     """Scores ``(n_train, n_queries)`` for ``method`` in
-    {"tracincp", "gas", "tracin", "tracin-renorm", "gas-l", "tracin-l", "tracincp-l"}."""
-    per_interval = method in ("tracin", "tracin-renorm", "tracin-l")
-    renorm = method in ("gas", "tracin-renorm")
-    layerwise = method.endswith("-l")
+    {"tracincp", "gas", "tracin", "tracin-renorm", "gas-l", "tracin-l", "tracincp-l"}
+    (a list of methods gives a dict, sharing the per-example gradients)."""
+    methods = [method] if isinstance(method, str) else list(method)
     n, m = len(train_labels), len(query_labels)
-    scores = torch.zeros(n, m, dtype=torch.float64)
+    out = {k: torch.zeros(n, m, dtype=torch.float64) for k in methods}
     for ckpt in run.checkpoints:
         model = model_factory()
         model.load_state_dict(ckpt.params)
-        g_tr = per_example_gradients(model, train_inputs, train_labels, dtype)
-        g_te = per_example_gradients(model, query_inputs, query_labels, dtype)
+        g_tr = per_example_gradients(model, train_inputs, train_labels, dtype, param_l2=param_l2)
+        g_te = per_example_gradients(model, query_inputs, query_labels, dtype, param_l2=param_l2)
         weight = ckpt.lr / ckpt.batch_size
-        if per_interval:
-            mult = torch.bincount(ckpt.example_ids, minlength=n).to(torch.float64)
-        else:
-            mult = torch.ones(n, dtype=torch.float64)
+        for meth in methods:
+            per_interval = meth in ("tracin", "tracin-renorm", "tracin-l")
+            renorm = meth in ("gas", "tracin-renorm")
+            layerwise = meth.endswith("-l")
+            if per_interval:
+                mult = torch.bincount(ckpt.example_ids, minlength=n).to(torch.float64)
+            else:
+                mult = torch.ones(n, dtype=torch.float64)
+            scores = out[meth]
+            for j in range(m):
+                if all(bool((g == 0).all()) for g in g_te[j]):
+                    continue  # zero test gradient: checkpoint skipped
+                for i in range(n):
+                    if mult[i] == 0:
+                        continue
+                    if layerwise:
+                        val = sum(
+                            float((a * b).sum())
+                            / (max(float(a.norm()), MIN_NORM) * max(float(b.norm()), MIN_NORM))
+                            for a, b in zip(g_tr[i], g_te[j])
+                        )
+                    else:
+                        a, b = _flat(g_tr[i]), _flat(g_te[j])
+                        val = float(a @ b)
+                        if renorm:
+                            val /= max(float(a.norm()), MIN_NORM) * max(float(b.norm()), MIN_NORM)
+                    scores[i, j] += weight * mult[i] * val
+    return out[method] if isinstance(method, str) else out
+
+
+# ------------------------------------------------------------------------------------------
+# Static estimators (float64, literal)
+# ------------------------------------------------------------------------------------------
+def subset_hessian(model: nn.Module, names: Sequence[str], inputs: torch.Tensor, labels: torch.Tensor,
+                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Hessian of the mean training loss w.r.t. the flattened parameters ``names``
+    (``torch.autograd.functional.hessian``; the other parameters fixed)."""
+    model = model.to(dtype).eval()
+    params = dict(model.named_parameters())
+    shapes = [params[n].shape for n in names]
+    sizes = [p.numel() for p in (params[n] for n in names)]
+    w0 = torch.cat([params[n].detach().reshape(-1) for n in names])
+    x = inputs.to(dtype) if inputs.is_floating_point() else inputs
+
+    def risk(w: torch.Tensor) -> torch.Tensor:
+        sub = {n: p.reshape(s) for n, p, s in zip(names, torch.split(w, sizes), shapes)}
+        full = {k: (sub[k] if k in sub else v.detach()) for k, v in params.items()}
+        out = torch.func.functional_call(model, full, (x,))
+        return per_example_loss(out, labels).mean()
+
+    return torch.autograd.functional.hessian(risk, w0)
+
+
+def static_influence(
+    model: nn.Module,
+    names: Sequence[str],
+    train_inputs: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_inputs: torch.Tensor,
+    query_labels: torch.Tensor,
+    damping: float,
+    method: str = "if",
+    query_fn: Callable = per_example_loss,
+    weight: float | None = None,
+    dtype: torch.dtype = torch.float64,
+    hessian: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``(n_train, n_queries)`` influence functions, literally:
+
+    * ``"if"`` (paper 000 Eq. 1): ``weight * q_j^T (H + damping I)^-1 g_i`` (``weight`` = 1/n),
+    * ``"if-renorm"`` (Eq. 9): ``g_i / ||g_i||``,
+    * ``"if-l"``: each parameter tensor's block of ``g_i`` divided by its own norm,
+
+    where ``q_j`` is the gradient of ``query_fn`` (the loss, or e.g. paper 001 Eq. 4's gold
+    score) over the same parameters (``hessian``: a precomputed :func:`subset_hessian`)."""
+    n = len(train_labels)
+    weight = 1.0 / n if weight is None else weight
+    h = subset_hessian(model, names, train_inputs, train_labels, dtype) if hessian is None else hessian
+    model = model.to(dtype).eval()
+    hinv = torch.linalg.inv(h + damping * torch.eye(len(h), dtype=dtype))
+    g_tr = per_example_gradients(model, train_inputs, train_labels, dtype, names=names)
+    g_te = per_example_gradients(model, query_inputs, query_labels, dtype, loss_fn=query_fn, names=names)
+    scores = torch.zeros(n, len(query_labels), dtype=torch.float64)
+    for j in range(len(query_labels)):
+        v = hinv @ _flat(g_te[j])
+        for i in range(n):
+            if method == "if-l":
+                parts = [g / max(float(g.norm()), MIN_NORM) for g in g_tr[i]]
+                gi = _flat(parts)
+            else:
+                gi = _flat(g_tr[i])
+                if method == "if-renorm":
+                    gi = gi / max(float(gi.norm()), MIN_NORM)
+            scores[i, j] = weight * float(v @ gi)
+    return scores
+
+
+def representer_point(
+    model: nn.Module,
+    train_inputs: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_inputs: torch.Tensor,
+    query_labels: torch.Tensor,
+    lam: float,
+    renorm: bool = False,
+    class_index: str = "train_label",
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Paper 000 Eq. 2 (Eq. 10 with ``renorm``), one example at a time:
+    ``-(1/(2 lam n)) alpha_i <f_i, f_te>``, ``alpha_i = dL(z_i)/da_{y_i}`` (single logit: dL/da),
+    or with ``class_index="query_label"`` the derivative w.r.t. the query's predicted class."""
+    model = model.to(dtype).eval()
+    n, m = len(train_labels), len(query_labels)
+
+    def feats(x):
+        x = x.to(dtype) if x.is_floating_point() else x
+        return model.features(x).reshape(-1).detach()
+
+    f_te = [feats(query_inputs[j : j + 1]) for j in range(m)]
+    scores = torch.zeros(n, m, dtype=torch.float64)
+    for i in range(n):
+        f_i = feats(train_inputs[i : i + 1]).clone().requires_grad_(False)
+        logits = model.classifier(f_i[None]).detach().requires_grad_(True)
+        loss = per_example_loss(logits, train_labels[i : i + 1]).sum()
+        (d,) = torch.autograd.grad(loss, logits)
+        d = d[0]
         for j in range(m):
-            if all(bool((g == 0).all()) for g in g_te[j]):
-                continue  # zero test gradient: checkpoint skipped
-            for i in range(n):
-                if mult[i] == 0:
-                    continue
-                if layerwise:
-                    val = sum(
-                        float((a * b).sum())
-                        / (max(float(a.norm()), MIN_NORM) * max(float(b.norm()), MIN_NORM))
-                        for a, b in zip(g_tr[i], g_te[j])
-                    )
-                else:
-                    a, b = _flat(g_tr[i]), _flat(g_te[j])
-                    val = float(a @ b)
-                    if renorm:
-                        val /= max(float(a.norm()), MIN_NORM) * max(float(b.norm()), MIN_NORM)
-                scores[i, j] += weight * mult[i] * val
+            if len(d) == 1:
+                alpha = float(d[0]) * (1.0 if class_index == "train_label" else (2.0 * int(query_labels[j]) - 1))
+            else:
+                c = int(train_labels[i]) if class_index == "train_label" else int(query_labels[j])
+                alpha = float(d[c])
+            if renorm:
+                alpha = float(torch.sign(torch.tensor(alpha)))
+            scores[i, j] = -1.0 / (2 * lam * n) * alpha * float(f_i @ f_te[j])
     return scores
