@@ -49,6 +49,7 @@ class PreparedTrial:
     data_source: dict[str, Any]
     trial_metrics: dict[str, float] = field(default_factory=dict)
     successful_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    memo: dict = field(default_factory=dict)  # per-trial results methods may share (see FIT)
 
     @property
     def run_wall_time_s(self) -> float:

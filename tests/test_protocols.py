@@ -130,3 +130,25 @@ def test_protocol_params_validate():
         filtering.Params(percents=(0,))
     with pytest.raises(ValueError):
         target_identification.Params(n_targets=0)
+
+
+def test_fit_variants_share_one_influence_computation(tmp_path, monkeypatch):
+    p = _quick_trial(tmp_path, "target-identification")
+    state = target_identification.setup(p, target_identification.Params(n_targets=2, n_non_targets=10), numpy_rng(0))
+    calls = {"n": 0}
+    from defenses.influence.dynamic import GAS
+
+    real = GAS.score
+
+    def counting(self, ev):
+        calls["n"] += 1
+        return real(self, ev)
+
+    monkeypatch.setattr(GAS, "score", counting)
+    tails = []
+    for kappa in (1, 3):
+        ranker = build_method(MethodSpec("F", "fit", "target_rankers", {"estimator": "gas", "kappa": kappa}))
+        target_identification.evaluate(p, state, ranker, numpy_rng(1))
+        tails.append(ranker.details["tail_heaviness"])
+    assert calls["n"] == 1
+    assert not np.allclose(tails[0], tails[1])  # same influence, different kappa

@@ -39,7 +39,7 @@ def make_evidence(p: PreparedTrial, requires: frozenset[str], rng: np.random.Gen
         idx = torch.as_tensor(train_subset, dtype=torch.long)
         x, y = x[idx], y[idx]
     ev = Evidence(train_inputs=x, train_labels=y, num_classes=p.attacked.num_classes, rng=rng,
-                  granted=frozenset(requires))
+                  granted=frozenset(requires), extras={"influence_memo": p.memo})
     if requires & {"model", "checkpoints"}:
         ev.model_factory = p.model_factory
         ev.train_config = run.config  # hyperparameters (e.g. weight decay) are the defender's own

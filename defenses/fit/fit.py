@@ -29,6 +29,7 @@ reference code would divide by zero).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,13 +223,28 @@ class FIT(TargetRanker):
         if len(ids) != len(qy) or not np.array_equal(ids, np.arange(len(qy))):
             sub = dataclasses.replace(evidence, query_inputs=_take(qx, ids),
                                       query_labels=qy[torch.as_tensor(ids, dtype=torch.long)])
-        V = np.asarray(self.estimator.score(sub), dtype=np.float64)
+        V = self._influence(sub, ids)
         preds = _as_int_vector(qy, "query_labels")[ids]
         tails = tail_heaviness_matrix(V, evidence.train_labels, preds, kappa,
                                       self.config.per_class_stats, self.config.qn_finite_corr)
         if self.config.rank_within_class:
             tails = rank_within_classes(tails, preds, self.config.qn_finite_corr)
         return tails
+
+    def _influence(self, ev: Evidence, ids: np.ndarray) -> np.ndarray:
+        """The estimator's (n_train, n_ids) matrix, shared through the trial's memo (when the
+        protocol provides one) by every FIT variant with the same estimator, so e.g. a kappa
+        study does not recompute influence.  The memo keeps references to the keyed objects,
+        so their ids cannot be reused while it lives."""
+        memo = ev.extras.get("influence_memo")
+        key = (self.config.estimator, json.dumps(self.config.estimator_params, sort_keys=True, default=str),
+               id(ev.training_run), id(ev.train_inputs), id(ev.query_inputs), ids.tobytes())
+        if memo is not None and key in memo:
+            return memo[key][0]
+        V = np.asarray(self.estimator.score(ev), dtype=np.float64)
+        if memo is not None:
+            memo[key] = (V, (ev.training_run, ev.train_inputs, ev.query_inputs))
+        return V
 
     def rank(self, evidence: Evidence) -> np.ndarray:
         cfg = self.config

@@ -193,11 +193,13 @@ class ConvFeature:
             return True
         return self._pixel_cost() < self._unfold_cost()
 
-    def _pixel_cost(self) -> int:
-        """Per pair and group: pixel Gram + kk gathers (the output-gradient Gram is common)."""
+    def _pixel_cost(self) -> float:
+        """Per pair and group: pixel Gram + kk strided additions of T x T blocks (weighted by
+        :data:`W_STRIDED`; the output-gradient Gram is common to both forms)."""
         a4, ksz, _, (ph, pw), _ = self._geometry()
         big_l = (a4.shape[2] + 2 * ph) * (a4.shape[3] + 2 * pw)
-        return big_l * big_l * (a4.shape[1] // self.mod.groups) + ksz[0] * ksz[1] * self.positions ** 2
+        return (big_l * big_l * (a4.shape[1] // self.mod.groups)
+                + W_STRIDED * ksz[0] * ksz[1] * self.positions ** 2)
 
     def _unfold_cost(self) -> int:
         return self.positions ** 2 * self.mod.weight[0].numel()
@@ -907,6 +909,8 @@ def _strategy_for(opts: EngineOptions, name: str) -> str:
 #: a short inner dimension for few positions, the grouped weight-gradient kernel for many), plus
 #: ``W_MEM`` per materialised value (memory traffic), plus the GEMM/norm ``di*do*(M+1)``.
 W_MAT_FEW, W_MAT_MANY, W_MEM = 3.0, 0.3, 10.0
+#: Cost of one strided addition in the pixel-Gram kernel, in multiply-adds (ours, measured).
+W_STRIDED = 20.0
 #: Above this many positions a conv layer is materialised with the grouped weight-gradient kernel.
 CONV_GROUPED_MIN_POSITIONS = 100
 #: Conv kernel identity through the pixel Gram: "auto" (when cheaper), "always", "never" (tests).
