@@ -18,8 +18,9 @@ How per-example gradients are obtained (no Python loop over examples):
 
 * one batched forward pass in eval mode with forward hooks on the supported modules, which keep
   each module's input ``a``; one ``torch.autograd.grad`` call for the summed per-example scalar
-  returns every hooked module's output gradient ``delta`` (weight gradients of the batch are
-  never formed).  Examples are independent in eval mode, so ``delta[i]`` is example ``i``'s own.
+  returns every hooked module's output gradient ``delta``.  The parameters are frozen and the
+  graph starts at the hooked outputs, so the batch's weight gradients are never formed.
+  Examples are independent in eval mode, so ``delta[i]`` is example ``i``'s own.
 * per parameter tensor ("layer"), a rule turns ``(a, delta)`` into a *feature*:
   ``Factored`` (Linear and Conv weights: ``g_i = sum_t delta_it a_it^T``, positions ``t``),
   ``Indexed`` (Embedding weights), or ``Dense`` (biases, BatchNorm/LayerNorm/GroupNorm
@@ -28,9 +29,13 @@ How per-example gradients are obtained (no Python loop over examples):
   ``<g_i, g_j> = sum_{t,s} (a_it . a_js)(delta_it . delta_js)`` -- for a Linear layer
   ``(a_i . a_j)(delta_i . delta_j)``, plus ``delta_i . delta_j`` from its bias tensor, i.e. the
   ``(a_i . a_j + 1)(delta_i . delta_j)`` identity -- and its norm counterpart ("ghost norm"
-  ``||g_i||^2 = ||a_i||^2 ||delta_i||^2``), or materialises per-example gradients (one batched
-  GEMM per layer) when that is cheaper (conv layers with many positions).  The choice is a
-  FLOP-count cost model (``strategy="auto"``) or forced per layer.
+  ``||g_i||^2 = ||a_i||^2 ||delta_i||^2``), or materialises per-example gradients when that is
+  cheaper (conv layers with many positions, many queries).  The choice is a cost model
+  (``strategy="auto"``, constants measured on the benchmark CPU) or forced per layer.  For conv
+  layers the patch products ``a_it . a_js`` come from im2col or, when cheaper, from the Gram
+  of the padded input pixels (summed over kernel offsets); per-example conv gradients come from
+  the convolution weight-gradient kernel with one group per example (many positions) or from
+  im2col + a batched GEMM into a reused buffer (few positions).
 * parameters of modules without a rule (or used in a way the hooks cannot see) fall back to
   ``torch.func.vmap(grad(...))``.
 
@@ -654,6 +659,8 @@ class GradientMap:
         return ("grad", self.fn, self.param_l2, self.use_func)
 
     def bind(self, model: nn.Module, include: Sequence[str] | None) -> "BoundGradientMap":
+        """Bind to ``model`` (put in eval mode; its parameters are frozen, since the backward
+        pass starts at the hooked modules' outputs: pass a private copy)."""
         return BoundGradientMap(model, resolve_params(model, include), output_function(self.fn),
                                 self.param_l2, self.use_func)
 
@@ -1175,6 +1182,11 @@ def score_matrix(
         model = model_factory()
         model.load_state_dict(ck.params)
         model.to(dev).eval()
+        pdtype = next(model.parameters()).dtype
+
+        def put(x: torch.Tensor) -> torch.Tensor:  # floating inputs follow the model's dtype
+            return x.to(dev, dtype=pdtype) if x.is_floating_point() else x.to(dev)
+
         tmap = tspec.bind(model, layers)
         qmap = qspec.bind(model, layers) if qspec.key != tspec.key else tmap
         if list(tmap.names) != list(qmap.names):
@@ -1189,7 +1201,7 @@ def score_matrix(
             rows = torch.arange(n)
             mult64 = None
         # per-layer strategy from a first query chunk's shapes; the tile size from the budget
-        sample = qmap(query_x[: opts.query_batch_size].to(dev), query_y[: opts.query_batch_size].to(dev))
+        sample = qmap(put(query_x[: opts.query_batch_size]), query_y[: opts.query_batch_size].to(dev))
         plan = _plan(sample, tmap.names, m, opts, preconditioner)
         if tile is None:
             per_q = sum(_held_bytes(sample[nm], qmap.shapes[nm], plan[nm]) for nm in tmap.names)
@@ -1199,7 +1211,7 @@ def score_matrix(
         for q0 in range(0, m, tile):
             q1 = min(m, q0 + tile)
             first = sample if (q0 == 0 and tile >= min(m, opts.query_batch_size)) else None
-            qs = _query_side(qmap, tmap, query_x[q0:q1].to(dev), query_y[q0:q1].to(dev), opts,
+            qs = _query_side(qmap, tmap, put(query_x[q0:q1]), query_y[q0:q1].to(dev), opts,
                              preconditioner, plan, first)
             sample = first = None
             live = qs.live
@@ -1212,7 +1224,7 @@ def score_matrix(
                 todo = rows
             for b0 in range(0, len(todo), opts.batch_size):
                 idx = todo[b0 : b0 + opts.batch_size]
-                tf = tmap(train_x[idx].to(dev), train_y[idx].to(dev))
+                tf = tmap(put(train_x[idx]), train_y[idx].to(dev))
                 t = _tile(tf, tmap, qs, reduction, opts, ws).double().cpu()
                 w = ck.weight * (mult64[idx][:, None] if mult64 is not None else 1.0)
                 scores[idx, q0:q1] += w * t * live[None, :]

@@ -44,7 +44,6 @@ from defenses.base import Defense, Evidence
 from defenses.influence.engine import (
     EngineOptions,
     FunctionPreconditioner,
-    GradientMap,
     MatrixPreconditioner,
     Preconditioner,
     RepresentationMap,
@@ -217,4 +216,4 @@ class RepresenterPointRenorm(RepresenterPoint):
 
 
 __all__ = ["InfluenceFunctions", "InfluenceFunctionsRenorm", "InfluenceFunctionsL", "RepresenterPoint",
-           "RepresenterPointRenorm", "IFConfig", "RPConfig", "build_preconditioner", "GradientMap"]
+           "RepresenterPointRenorm", "IFConfig", "RPConfig", "build_preconditioner"]
