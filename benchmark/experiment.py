@@ -87,8 +87,10 @@ class TrialConfig:
 
     @property
     def hash(self) -> str:
-        """Hash of everything that determines the trial's data and trained model."""
-        return stable_hash({"config": self.values, "seed": self.seed})
+        """Hash of everything that determines the trial's data and trained model.  The number of
+        trials does not: changing it must not invalidate finished trials or cached training."""
+        values = {k: v for k, v in self.values.items() if k != "trials"}
+        return stable_hash({"config": values, "seed": self.seed})
 
     def sources(self) -> dict[str, str]:
         return sources(dict(self.config))

@@ -113,8 +113,9 @@ def test_sourced_constants_and_hash():
     a, b = exp.resolve("smoke", 0, 0), exp.resolve("small", 0, 0)
     assert exp.num_trials("smoke") == 1 and exp.num_trials("small") == 3
     assert a.sources()["train.lr"] == "paper:000 Sec. 4"
-    assert a.hash != b.hash  # different trial counts -> different configs
+    assert a.hash == b.hash  # the trial count does not change a trial (resume after --trials N)
     assert a.hash == exp.resolve("smoke", 0, 0).hash
+    assert a.hash != exp.resolve("smoke", 1, 0).hash
     with pytest.raises(ConfigError, match="unknown scale"):
         exp.resolve("huge", 0, 0)
     with pytest.raises(ConfigError):
@@ -136,3 +137,14 @@ def test_cli_list_and_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\\begin{tabular}" in out and fig.stat().st_size > 1000
     assert main(["run", "--dry-run", "--scale", "full"]) == 0
+
+
+def test_calibration_grid_overrides_the_scale_setting(tmp_path):
+    from benchmark.tools.calibrate_attack import calibrate
+
+    exp = get_suite("quick").experiment("mitigation")  # its attack sets epsilon 0.03
+    scaled = Experiment(exp.name, "", exp.config, (), scales={"smoke": {"attack": {"params": {"epsilon": ours(0.2)}}}})
+    out = calibrate(scaled, {"epsilon": [0.05]}, trials=1, scale="smoke", data_root=tmp_path,
+                    cache_dir=tmp_path, min_asr=0.0)
+    row = out["settings"][0]
+    assert row["n_adv"] == round(0.05 * row["n_train"])

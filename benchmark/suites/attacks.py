@@ -14,6 +14,9 @@ Scales:
   clean accuracy alone with ``benchmark.tools.calibrate_attack`` (``results/calibration/attacks_*.json``).
 * ``smoke`` -- seconds; tiny sizes, one epoch; checks the plumbing only.
 
+Measured small-scale ASR and clean accuracy (95 % Wilson intervals), wall times and the attacks
+that stay below 0.9 ASR: ``results/attacks_small.md``.
+
 Paper 000's Weber backdoor is run on the plane -> bird pair only (paper 000 Sec. 6.1 also runs
 auto -> dog: set ``y_targ=1, y_adv=5``); the speech backdoor on setup 4 -> 5 (paper 000 Fig. 5;
 the paper runs all ten digits).

@@ -31,8 +31,9 @@ def calibrate(exp: Experiment, grid: dict[str, list], trials: int, scale: str, d
     rows = []
     for values in itertools.product(*(grid[k] for k in keys)):
         override = dict(zip(keys, values))
-        cfg = deep_merge(exp.config, {"attack": {"params": override}})
-        probe = Experiment(exp.name, exp.description, cfg, (), exp.scales)
+        # The grid wins over the scale's own override too (else a key both set would be ignored).
+        scales = {**exp.scales, scale: deep_merge(exp.scales.get(scale, {}), {"attack": {"params": override}})}
+        probe = Experiment(exp.name, exp.description, exp.config, (), scales)
         asr, acc, hits, n_t, correct, n_c = [], [], 0, 0, 0, 0
         t0 = time.perf_counter()
         for t in range(trials):
