@@ -105,6 +105,15 @@ def _cfg(dataset: dict, attack: dict, model: dict, train: dict, featurizer: dict
     return cfg
 
 
+
+#: Smoke override shared by the ResNet9 CIFAR experiments (seconds; plumbing only).
+SMOKE_RESNET9 = {
+    "attack": {"params": {"n_train": ours(200, "smoke"), "n_adv": ours(10, "smoke"),
+                          "n_test": ours(100, "smoke"), "n_targets": ours(50, "smoke")}},
+    "model": {"params": {"width": ours(4, "smoke")}},
+    "train": SMOKE_TRAIN, "trials": SMOKE_TRIALS,
+}
+
 def joint_mnist() -> Experiment:
     config = _cfg(
         CIFAR,
@@ -130,12 +139,7 @@ def joint_mnist() -> Experiment:
         "train": SMALL_TRAIN_000,
         "trials": ours(2, "CPU budget"),
     }
-    smoke = {
-        "attack": {"params": {"n_train": ours(200, "smoke"), "n_adv": ours(10, "smoke"),
-                              "n_test": ours(100, "smoke"), "n_targets": ours(50, "smoke")}},
-        "model": {"params": {"width": ours(4, "smoke")}},
-        "train": SMOKE_TRAIN, "trials": SMOKE_TRIALS,
-    }
+    smoke = SMOKE_RESNET9
     return Experiment(
         name="cifar-mnist-joint",
         description="CIFAR-10 frog vs airplane + MNIST 0s labelled airplane, ResNet9 (paper 000 Sec. 4.1, Fig. 1)",
@@ -167,12 +171,7 @@ def weber(trigger: str, small_attack: dict) -> Experiment:
         "train": SMALL_TRAIN_000,
         "trials": ours(2, "CPU budget"),
     }
-    smoke = {
-        "attack": {"params": {"n_train": ours(200, "smoke"), "n_adv": ours(10, "smoke"),
-                              "n_test": ours(100, "smoke"), "n_targets": ours(50, "smoke")}},
-        "model": {"params": {"width": ours(4, "smoke")}},
-        "train": SMOKE_TRAIN, "trials": SMOKE_TRIALS,
-    }
+    smoke = SMOKE_RESNET9
     return Experiment(
         name=f"weber-{trigger}",
         description=f"Weber et al. {trigger} backdoor, CIFAR-10 airplane -> bird, ResNet9 (paper 000 Sec. 6.1)",
