@@ -1,19 +1,22 @@
 """Training-set attacks.  Importing this package registers the in-tree ones.
 
-Registered names: ``cifar-mnist-joint`` (paper 000 Sec. 4.1), ``weber-backdoor`` (one-pixel,
-four-pixel, blend; paper 000 Sec. 6.1), ``speech-noise-burst`` (paper 000 Sec. 6.1),
-``spectral-pixel``, ``semantic``, ``input-aware``, ``composite`` (paper 001 Sec. 4.1) and
-``badnets`` (the field's baseline); ``inverted-digit`` is the quick suite's toy.  Shared pieces: :mod:`attacks.triggers` (trigger math) and
-:mod:`attacks.patterns` (poison selection and dataset assembly).
+One module per registered name (file name = registered name with ``-`` -> ``_``), each class
+registered with the ``@attacks.register(...)`` decorator beside it: ``cifar-mnist-joint``
+(paper 000 Sec. 4.1), ``weber-backdoor`` (one-pixel, four-pixel, blend; paper 000 Sec. 6.1),
+``speech-noise-burst`` (paper 000 Sec. 6.1), ``spectral-pixel``, ``semantic``, ``input-aware``,
+``composite`` (paper 001 Sec. 4.1) and ``badnets`` (the field's baseline); ``inverted-digit`` is
+the quick suite's toy.  Shared pieces: :mod:`attacks.triggers` (trigger math) and
+:mod:`attacks.patterns` (poison counting and selection, dataset assembly).  The contract
+(``Attack``, ``AttackedData``, ``RunContext``) lives in :mod:`benchmark.api`.
 """
 from attacks import (  # noqa: F401  (imported for registration)
     badnets,
+    cifar_mnist_joint,
     composite,
     input_aware,
     inverted_digit,
-    joint_mnist,
-    pixel_backdoor,
     semantic,
     spectral_pixel,
-    speech_trigger,
+    speech_noise_burst,
+    weber_backdoor,
 )

@@ -14,6 +14,7 @@ import torch
 
 from attacks import triggers as T
 from attacks.patterns import BackdoorConfig, Task, TriggerBackdoor
+from benchmark.api import RunContext
 from benchmark.registry import attacks
 
 CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
@@ -62,7 +63,7 @@ class BadNets(TriggerBackdoor):
         left = width - s - m if c.corner.endswith("right") else m
         return top, left
 
-    def prepare(self, task: Task, rng: np.random.Generator) -> None:
+    def prepare(self, task: Task, rng: np.random.Generator, context: RunContext) -> None:
         x = task.train.inputs
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError("badnets needs image inputs N x C x H x W")

@@ -18,6 +18,7 @@ import torch
 
 from attacks import triggers as T
 from attacks.patterns import BackdoorConfig, Task, TriggerBackdoor, choose
+from benchmark.api import RunContext
 from benchmark.data.types import Split
 from benchmark.registry import attacks
 
@@ -54,7 +55,7 @@ class Composite(TriggerBackdoor):
     Config = CompositeConfig
     modalities = ("image",)
 
-    def prepare(self, task: Task, rng: np.random.Generator) -> None:
+    def prepare(self, task: Task, rng: np.random.Generator, context: RunContext) -> None:
         x = task.train.inputs
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError("composite needs image inputs N x C x H x W")

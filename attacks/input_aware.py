@@ -16,13 +16,16 @@ does it) has two phases, both on the attacker's side:
 
 The trained networks depend only on the config and the training images (their seed is
 ``gen_seed``, not the trial's ``rng``), so they are cached by a hash of both in
-``<cache dir>/input_aware/`` (``$BENCHMARK_CACHE_DIR`` or ``./.cache/benchmark``), loaded with
-``torch.load(weights_only=True)``; never commit them.
+``<context.cache_dir>/input_aware/`` -- the run's ``--cache-dir``, handed in through the
+:class:`~benchmark.api.RunContext`; ``context.cache_dir=None`` (or ``use_cache=False``) trains
+without caching -- and loaded with ``torch.load(weights_only=True)``; never commit them.  They are
+trained on ``context.device``.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,8 +34,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from attacks.patterns import BackdoorConfig, Task, TriggerBackdoor, config_dict
+from benchmark.api import RunContext
 from benchmark.data.cache import load_or_build
-from benchmark.data.types import Split, resolve_cache_dir
+from benchmark.data.types import Split
 from benchmark.registry import attacks
 from benchmark.rng import derive_seed
 
@@ -66,10 +70,13 @@ class InputAwareConfig(BackdoorConfig):
                      10/25, 20/25; classifier 100..400/600; G 200..500/600) (reference-code).
     gen_n_images     training images G and M are trained on; ``None`` = all (ours).
     gen_seed         seed of network initialisation and batch order: 0 (ours).
-    cross_ratio      cross-trigger examples added per poison: 1.0 (reference-code p_cross / p_attack).
-    device           torch device for training G and M: "auto" = CUDA when available, else CPU
-                     (ours).  On a loaded 2-core CPU one step at the defaults takes ~2-3 s.
-    use_cache        reuse cached networks (ours).
+    cross_ratio      cross-trigger examples per poison: 1.0 (reference-code p_cross / p_attack);
+                     they are correctly labelled and count inside |D_tr| (attacks.patterns).
+    use_cache        reuse networks cached under ``context.cache_dir`` (ours).
+
+    G and M are trained on the run's device (``context.device``; there is no config key: the
+    device is a property of the run, like the victim's training device).  On a loaded 2-core
+    CPU one step at the defaults takes ~2-3 s.
     """
 
     gen_channels: tuple[int, ...] = (16, 32, 64)
@@ -89,7 +96,6 @@ class InputAwareConfig(BackdoorConfig):
     gen_n_images: int | None = None
     gen_seed: int = 0
     cross_ratio: float = 1.0
-    device: str = "auto"
     use_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -176,9 +182,10 @@ def _milestones(fractions: tuple[float, ...], steps: int) -> list[int]:
 # -- training -----------------------------------------------------------------------------
 
 def train_networks(x: torch.Tensor, y: torch.Tensor, num_classes: int, y_adv: int,
-                   cfg: InputAwareConfig) -> dict[str, Any]:
-    """Train M, then G (+ a surrogate classifier); returns their state dicts and loss traces."""
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+                   cfg: InputAwareConfig, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Train M, then G (+ a surrogate classifier) on ``device``; returns their state dicts (on
+    the CPU) and loss traces."""
+    dev = torch.device(device)
     ch = x.shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed("input-aware", cfg.gen_seed))
@@ -281,13 +288,17 @@ class InputAware(TriggerBackdoor):
             idx = torch.from_numpy(np.sort(rng.choice(n, size=c.gen_n_images, replace=False)))
         return task.train.inputs[idx], task.train.labels[idx]
 
-    def cache_key(self, task: Task, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    def cache_key(self, task: Task, x: torch.Tensor, y: torch.Tensor,
+                  device: str | torch.device = "cpu") -> dict[str, Any]:
+        """What the networks are computed from: the training fields of the config, the images,
+        and the device type (CPU and CUDA kernels give slightly different networks)."""
         cfg = config_dict(self.config)
         return {"attack": "input-aware", "version": CACHE_VERSION,
                 "config": {k: cfg[k] for k in TRAINING_FIELDS},
-                "num_classes": len(task.class_ids), "data": tensor_fingerprint(x, y)}
+                "num_classes": len(task.class_ids), "data": tensor_fingerprint(x, y),
+                "device_type": torch.device(device).type}
 
-    def prepare(self, task: Task, rng: np.random.Generator) -> None:
+    def prepare(self, task: Task, rng: np.random.Generator, context: RunContext) -> None:
         c = self.config
         xs = task.train.inputs
         if not isinstance(xs, torch.Tensor) or xs.dim() != 4:
@@ -299,9 +310,9 @@ class InputAware(TriggerBackdoor):
                              f"use fewer gen_channels entries")
         x, y = self.training_images(task)
         ya = task.label(c.y_adv)
-        cache_dir = resolve_cache_dir(None) if c.use_cache else None
-        res = load_or_build(cache_dir, CACHE_NAMESPACE, self.cache_key(task, x, y),
-                            lambda: train_networks(x, y, len(task.class_ids), ya, c))
+        cache_dir = Path(context.cache_dir) if c.use_cache and context.cache_dir is not None else None
+        res = load_or_build(cache_dir, CACHE_NAMESPACE, self.cache_key(task, x, y, context.device),
+                            lambda: train_networks(x, y, len(task.class_ids), ya, c, context.device))
         self.cache_status, self.cache_path = res.status, res.path
         self.generator = UNetLite(ch, ch, c.gen_channels)
         self.mask = UNetLite(ch, 1, c.gen_channels)

@@ -9,11 +9,13 @@ adversarial set.  Labels are remapped to {0, 1}: ``clean_classes[0]`` -> 0, ``cl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from attacks.base import Attack, AttackedData
+from attacks.patterns import PoisonCounts
+from benchmark.api import Attack, AttackedData, RunContext
 from benchmark.data.types import RawDataset, Split, concat
 from benchmark.registry import attacks
 
@@ -40,8 +42,20 @@ class InvertedDigitConfig:
 class InvertedDigit(Attack):
     Config = InvertedDigitConfig
     modalities = ("image",)
+    epsilon_definition = (
+        "fraction of the clean set, added to it (paper 000 Sec. 4.1: |D_adv| = 150 for "
+        "|D_cl| = 10,000): n_adv = round(adv_fraction * |D_cl|), |D_tr| = |D_cl| + n_adv")
 
-    def craft(self, data: RawDataset, rng: np.random.Generator, extra=None) -> AttackedData:
+    def poison_counts(self, class_sizes: Sequence[int]) -> PoisonCounts:
+        """What :meth:`craft` would produce on a training split with ``class_sizes[k]`` images of
+        digit ``k``."""
+        n_clean = sum(class_sizes[k] for k in self.config.clean_classes)
+        return PoisonCounts(n_clean + self.n_adv(n_clean), self.n_adv(n_clean))
+
+    def n_adv(self, n_clean: int) -> int:
+        return max(1, int(round(self.config.adv_fraction * n_clean)))
+
+    def craft(self, data: RawDataset, rng: np.random.Generator, context: RunContext) -> AttackedData:
         self.check_dataset(data)
         c = self.config
         a, b = c.clean_classes
@@ -51,7 +65,7 @@ class InvertedDigit(Attack):
             return Split(split.inputs[keep].clone(), (split.labels[keep] == b).long())
 
         clean_train, clean_test = binary(data.train), binary(data.test)
-        n_adv = max(1, int(round(c.adv_fraction * len(clean_train))))
+        n_adv = self.n_adv(len(clean_train))
         pool = torch.cat([
             data.train.inputs[data.train.labels == c.adv_digit],
             data.test.inputs[data.test.labels == c.adv_digit],

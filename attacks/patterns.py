@@ -6,10 +6,16 @@ adversarial labels.  Paper 001 Sec. 4.1 writes the same pair as "(attack, target
 input of class ``y_targ`` carrying the trigger and labelled ``y_adv``; a target is a test input
 of class ``y_targ`` carrying the trigger.
 
-Size conventions (ours unless a subclass says otherwise): ``|D_tr| = n_train`` exactly (clean +
-poisons + auxiliary attacker examples), ``n_adv = round(epsilon * |D_tr|)`` (the issue's
-definition: poisons over the whole training set) or ``round(epsilon * #source images)`` with
-``epsilon_of="source"`` (Tran et al.'s reading), unless ``n_adv`` is given directly.
+Poison rate (one definition for every attack built on this recipe): ``epsilon = |D_adv| / |D_tr|``
+of the set the victim is *trained* on, ``|D_tr| = n_train`` exactly (clean + poisons + auxiliary
+attacker examples), so ``n_adv = round(epsilon * n_train)``; with ``mode="add"`` the poisons are
+copies counted inside ``|D_tr|`` (``n_adv = epsilon * (n_clean + n_adv + n_aux)``), never added on
+top.  This is paper 001 Sec. 3.3's "epsilon N poisoned training examples in the training set"
+(N = |D_train|, Sec. 3.2.1 Eq. 2) and paper 000's "1% of D_tr" (Sec. 3.2; Sec. 6.1: "|D_adv| =
+150 and |D_tr| = 10,000 (1.5% backdoors)").  ``n_adv`` may be given as a count instead.  The
+only attacks that count otherwise are paper 000 Sec. 4.1's ``cifar-mnist-joint`` and its toy
+``inverted-digit``, which *add* |D_adv| to a given clean set (the paper's "|D_cl| = 10,000 &
+|D_adv| = 150").  Every attack states its rule in the class attribute ``epsilon_definition``.
 
 ``mode="replace"``: each poison replaces its clean original, which leaves the training set
 (reference-code: Tran et al. delete the originals; Weber/Hammoudeh poison in place).
@@ -28,16 +34,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from attacks.base import Attack, AttackedData
+from benchmark.api import Attack, AttackedData, RunContext
 from benchmark.data.types import RawDataset, RawInputs, Split, concat, select
 
 MODES = ("add", "replace")
-EPSILON_OF = ("train", "source")
 
 #: Codes in ``info["kind"]`` (one per training example).
 CLEAN, POISON, AUX = 0, 1, 2
@@ -91,22 +96,48 @@ def make_task(data: RawDataset, classes: Sequence[int] | None) -> Task:
 
 # -- counting and selection ----------------------------------------------------------------
 
-def count_poisons(epsilon: float | None, n_adv: int | None, epsilon_of: str,
-                  n_train: int, n_source: int) -> int:
-    """Number of poisons from exactly one of ``epsilon`` / ``n_adv``."""
+def count_poisons(epsilon: float | None, n_adv: int | None, n_train: int) -> int:
+    """Number of poisons from exactly one of ``epsilon`` / ``n_adv``: ``round(epsilon * n_train)``
+    where ``n_train = |D_tr|`` is the size of the trained set, poisons included (module docstring)."""
     if (epsilon is None) == (n_adv is None):
         raise ValueError(f"set exactly one of epsilon (a poisoning rate) and n_adv (a count); "
                          f"got epsilon={epsilon}, n_adv={n_adv}")
     if n_adv is not None:
         n = int(n_adv)
     else:
-        if epsilon_of not in EPSILON_OF:
-            raise ValueError(f"epsilon_of must be one of {EPSILON_OF}, got {epsilon_of!r}")
-        base = n_train if epsilon_of == "train" else n_source
-        n = int(round(float(epsilon) * base))
+        n = int(round(float(epsilon) * n_train))
     if n < 1:
         raise ValueError(f"the attack would insert {n} poisons; raise epsilon or n_adv")
     return n
+
+
+@dataclass(frozen=True)
+class PoisonCounts:
+    """Sizes of a crafted training set: ``n_train = |D_tr| = n_clean + n_adv + n_aux`` (``n_aux``:
+    correctly labelled attacker examples, not in D_adv).  ``epsilon = n_adv / n_train``."""
+
+    n_train: int
+    n_adv: int
+    n_aux: int = 0
+
+    @property
+    def n_clean(self) -> int:
+        return self.n_train - self.n_adv - self.n_aux
+
+    @property
+    def epsilon(self) -> float:
+        return self.n_adv / self.n_train
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n_train": self.n_train, "n_adv": self.n_adv, "n_aux": self.n_aux,
+                "n_clean": self.n_clean, "epsilon": self.epsilon}
+
+
+def task_size(class_sizes: Sequence[int], classes: Sequence[int] | None) -> int:
+    """Training examples of the task ``classes`` (original ids; ``None`` = all), given the number
+    of training examples of every original class."""
+    ids = range(len(class_sizes)) if classes is None else sorted(set(int(c) for c in classes))
+    return int(sum(class_sizes[c] for c in ids))
 
 
 def choose(rng: np.random.Generator, pool: torch.Tensor | np.ndarray, n: int, what: str) -> torch.Tensor:
@@ -162,10 +193,9 @@ class BackdoorConfig:
                 ``y_adv`` (all-to-one).  Default airplane (0): paper 001's pair (airplane, bird).
     y_adv       adversarial label (original id).  Default bird (2): paper 001 Sec. 4.1.
     classes     task classes (original ids, relabelled to 0..k-1 in ascending order); ``None`` = all.
-    epsilon     poisoning rate (0.05; paper 001 Sec. 4.1 uses 0.05 and 0.1, ablations 0.01/0.2).
+    epsilon     poisoning rate |D_adv| / |D_tr| of the trained set (0.05; paper 001 Sec. 4.1 uses
+                0.05 and 0.1, ablations 0.01/0.2; paper 001 Sec. 3.3: epsilon N poisons, N = |D_train|).
     n_adv       number of poisons instead of ``epsilon`` (exactly one of the two is set).
-    epsilon_of  "train": n_adv = eps * |D_tr| (the issue's definition, ours); "source": eps *
-                number of y_targ training images (Tran et al.'s reading of eps).
     mode        "add" (ours, see module docstring) or "replace" (reference-code, Tran et al.).
     n_train     |D_tr| including poisons; ``None`` = all task training images (ours: small
                 scales shrink it).
@@ -178,7 +208,6 @@ class BackdoorConfig:
     classes: tuple[int, ...] | None = None
     epsilon: float | None = 0.05
     n_adv: int | None = None
-    epsilon_of: str = "train"
     mode: str = "add"
     n_train: int | None = None
     n_test: int | None = None
@@ -187,8 +216,6 @@ class BackdoorConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.epsilon_of not in EPSILON_OF:
-            raise ValueError(f"epsilon_of must be one of {EPSILON_OF}, got {self.epsilon_of!r}")
         if self.epsilon is not None and not 0 < self.epsilon < 1:
             raise ValueError(f"epsilon must lie in (0, 1), got {self.epsilon}")
         if self.y_targ is not None and self.y_targ == self.y_adv:
@@ -210,14 +237,19 @@ class TriggerBackdoor(Attack):
     """
 
     Config = BackdoorConfig
+    #: How this attack counts its poisons (read by ``benchmark.tools.poison_rates``).
+    epsilon_definition: ClassVar[str] = (
+        "|D_adv| / |D_tr| of the trained set: n_adv = round(eps * n_train), |D_tr| = n_train "
+        "(poisons and attacker extras included)")
 
     # -- hooks ---------------------------------------------------------------------------
     def task_classes(self) -> tuple[int, ...] | None:
         """Original class ids of the task (``None`` = all)."""
         return self.config.classes
 
-    def prepare(self, task: Task, rng: np.random.Generator) -> None:
-        """Draw whatever is fixed for the whole attack (pattern, colour, position, networks)."""
+    def prepare(self, task: Task, rng: np.random.Generator, context: RunContext) -> None:
+        """Draw whatever is fixed for the whole attack (pattern, colour, position, networks);
+        ``context`` gives the cache dir and device for anything the attack trains."""
 
     @abstractmethod
     def apply_trigger(self, inputs: RawInputs, rng: np.random.Generator, split: str,
@@ -238,6 +270,22 @@ class TriggerBackdoor(Attack):
         return {}
 
     # -- recipe --------------------------------------------------------------------------
+    def counts(self, n_all: int) -> PoisonCounts:
+        """Poison counts for a task with ``n_all`` training examples, from the config alone."""
+        c = self.config
+        n_train = c.n_train if c.n_train is not None else n_all
+        n_adv = count_poisons(c.epsilon, c.n_adv, n_train)
+        n_aux = self.n_auxiliary(n_adv)
+        if n_train - n_adv - n_aux < 0:
+            raise ValueError(f"n_train={n_train} is smaller than the {n_adv} poisons + {n_aux} "
+                             f"auxiliary examples; raise n_train or lower epsilon")
+        return PoisonCounts(n_train, n_adv, n_aux)
+
+    def poison_counts(self, class_sizes: Sequence[int]) -> PoisonCounts:
+        """What :meth:`craft` would produce on a training split with ``class_sizes[k]`` examples of
+        original class ``k``, without data or trigger (used by ``benchmark.tools.poison_rates``)."""
+        return self.counts(task_size(class_sizes, self.task_classes()))
+
     def source_labels(self, task: Task) -> list[int]:
         c = self.config
         ya = task.label(c.y_adv)
@@ -245,31 +293,25 @@ class TriggerBackdoor(Attack):
             return [k for k in range(len(task.class_ids)) if k != ya]
         return [task.label(c.y_targ)]
 
-    def craft(self, data: RawDataset, rng: np.random.Generator,
-              extra: dict[str, RawDataset] | None = None) -> AttackedData:
+    def craft(self, data: RawDataset, rng: np.random.Generator, context: RunContext) -> AttackedData:
         self.check_dataset(data)
         c = self.config
         task = make_task(data, self.task_classes())
         ya = task.label(c.y_adv)
         src_labels = self.source_labels(task)
-        self.prepare(task, rng)
+        self.prepare(task, rng, context)
 
         n_all = len(task.train)
-        n_train = c.n_train if c.n_train is not None else n_all
+        counts = self.counts(n_all)
+        n_train, n_adv, n_aux, n_clean = counts.n_train, counts.n_adv, counts.n_aux, counts.n_clean
         is_src = torch.isin(task.train.labels, torch.tensor(src_labels))
         pool = self.filter_candidates(task, torch.nonzero(is_src).ravel())
-        n_adv = count_poisons(c.epsilon, c.n_adv, c.epsilon_of, n_train, int(is_src.sum()))
         if n_adv > len(pool):
             raise ValueError(
                 f"{type(self).__name__}: {n_adv} poisons requested but only {len(pool)} training "
-                f"images of the source class(es) qualify; lower epsilon/n_adv, use "
-                f"epsilon_of='source', or set y_targ=None (all-to-one)")
+                f"images of the source class(es) qualify; lower epsilon/n_adv or set y_targ=None "
+                f"(all-to-one)")
         src = choose(rng, pool.numpy(), n_adv, "poison sources")
-        n_aux = self.n_auxiliary(n_adv)
-        n_clean = n_train - n_adv - n_aux
-        if n_clean < 0:
-            raise ValueError(f"n_train={n_train} is smaller than the {n_adv} poisons + {n_aux} "
-                             f"auxiliary examples; raise n_train or lower epsilon")
         if c.mode == "replace":
             candidates = np.setdiff1d(np.arange(n_all), src.numpy())
         else:

@@ -17,6 +17,7 @@ import torch
 
 from attacks import triggers as T
 from attacks.patterns import BackdoorConfig, Task, TriggerBackdoor
+from benchmark.api import RunContext
 from benchmark.registry import attacks
 
 
@@ -50,7 +51,7 @@ class SpectralPixel(TriggerBackdoor):
     Config = SpectralPixelConfig
     modalities = ("image",)
 
-    def prepare(self, task: Task, rng: np.random.Generator) -> None:
+    def prepare(self, task: Task, rng: np.random.Generator, context: RunContext) -> None:
         x = task.train.inputs
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError("spectral-pixel needs image inputs N x C x H x W")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from baselines.base import TargetRanker
 from benchmark.config import ConfigError
 from benchmark.training.losses import per_example_loss
-from defenses.base import Evidence
+from benchmark.api import Evidence, TargetRanker
+from benchmark.registry import target_rankers
 
 
 @dataclass
@@ -36,6 +36,7 @@ def predicted_label_loss(evidence: Evidence, batch_size: int = 512) -> np.ndarra
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
+@target_rankers.register("most-certain", "Lowest loss w.r.t. the predicted label first (paper 000 Sec. 6.3)")
 class MostCertain(TargetRanker):
     """Most certain (paper 000 Sec. 6.3): ascending loss w.r.t. the predicted label."""
 
@@ -46,6 +47,7 @@ class MostCertain(TargetRanker):
         return -predicted_label_loss(evidence, self.config.batch_size)
 
 
+@target_rankers.register("least-certain", "Highest loss w.r.t. the predicted label first (paper 000 Sec. 6.3)")
 class LeastCertain(TargetRanker):
     """Least certain (paper 000 Sec. 6.3): descending loss w.r.t. the predicted label."""
 

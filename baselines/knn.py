@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines.base import TargetRanker
 from benchmark.config import ConfigError
-from defenses.base import Evidence
+from benchmark.api import Evidence, TargetRanker
+from benchmark.registry import target_rankers
 
 
 @dataclass
@@ -75,6 +75,9 @@ class _KNNDistance(TargetRanker):
         return self.sign * kth_neighbour_distance(f_query, f_train, self.config.k)
 
 
+@target_rankers.register(
+    "max-knn", "Largest L2 penultimate-feature distance to the k-th (10th) nearest training example "
+               "first (paper 000 Sec. 6.3)")
 class MaxKNNDistance(_KNNDistance):
     """Maximum k-NN distance (paper 000 Sec. 6.3): largest penultimate-feature distance to the
     k-th nearest training example ranks first."""
@@ -82,6 +85,9 @@ class MaxKNNDistance(_KNNDistance):
     sign = 1.0
 
 
+@target_rankers.register(
+    "min-knn", "Smallest L2 penultimate-feature distance to the k-th (10th) nearest training example "
+               "first (paper 000 Sec. 6.3)")
 class MinKNNDistance(_KNNDistance):
     """Minimum k-NN distance (paper 000 Sec. 6.3): smallest distance to the k-th nearest
     training example ranks first."""

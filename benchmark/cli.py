@@ -16,6 +16,7 @@ from benchmark.data.types import DatasetError, resolve_cache_dir, resolve_data_r
 from benchmark.experiment import SCALES
 from benchmark.registry import ALL, RegistryError
 from benchmark.store import RecordStore, resolve_output_dir
+from benchmark.suggest import did_you_mean
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -40,11 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--experiment", action="append", default=[], help="only this experiment (repeatable)")
     run.add_argument("--method", action="append", default=[], help="only this method label or name (repeatable)")
     run.add_argument("--trials", type=int, default=None, help="override the number of trials")
-    run.add_argument("--defense", action="append", default=[], metavar="NAME[=JSON]",
+    run.add_argument("--defense", action="append", default=[], metavar="[LABEL:]NAME[=JSON]",
                      help="add a registered defense (in-tree or plugin) to every experiment whose "
-                          "protocol scores training examples; optional JSON parameters (repeatable)")
-    run.add_argument("--ranker", action="append", default=[], metavar="NAME[=JSON]",
+                          "protocol evaluates it; optional JSON object of parameters and a label "
+                          "(default: the name) (repeatable)")
+    run.add_argument("--ranker", action="append", default=[], metavar="[LABEL:]NAME[=JSON]",
                      help="add a registered target ranker to target-identification experiments (repeatable)")
+    run.add_argument("--device", default="cpu", help="torch device for attack-side training (default: cpu)")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--dry-run", action="store_true",
                      help="resolve and validate every trial config and method, run nothing")
@@ -83,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diagnose":
             return cmd_diagnose(args)
         return cmd_run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished records are kept: rerun the same command to resume", file=sys.stderr)
+        return 130
     except (RegistryError, ConfigError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -92,11 +98,7 @@ def cmd_list(kind: str | None) -> int:
     kinds = [kind] if kind else list(ALL)
     for k in kinds:
         if k not in ALL:
-            import difflib
-
-            close = difflib.get_close_matches(k, list(ALL), n=2)
-            raise RegistryError(f"unknown kind {k!r}" + (f"; did you mean {close}?" if close else "")
-                                + f" Kinds: {', '.join(ALL)}")
+            raise RegistryError(f"unknown kind {k!r}{did_you_mean(k, ALL)} Kinds: {', '.join(ALL)}")
         print(f"{k}:")
         for e in ALL[k].entries():
             origin = "" if e.origin == "in-tree" else f"  [{e.origin}]"
@@ -105,7 +107,7 @@ def cmd_list(kind: str | None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.runner import RunOptions, get_suite, run_suite
+    from benchmark.runner import RunOptions, get_suite, plan_suite, run_suite
 
     suite = get_suite(args.suite)
     opts = RunOptions(
@@ -117,11 +119,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         experiments=tuple(args.experiment),
         methods=tuple(args.method),
         trials=args.trials,
-        extra_methods=tuple(_method_specs(args.defense, "defenses") + _method_specs(args.ranker, "target_rankers")),
+        extra_methods=tuple(method_specs(args.defense, "defenses") + method_specs(args.ranker, "target_rankers")),
         progress=not args.no_progress,
+        device=args.device,
     )
     if args.dry_run:
-        return _dry_run(suite, opts)
+        plans = plan_suite(suite, opts)
+        n_trials = sum(len(p.trials) for p in plans)
+        n_methods = sum(len(p.methods) for p in plans)
+        print(f"dry run: {n_trials} trial config(s) and {n_methods} method(s) in {len(plans)} experiment(s) "
+              f"of suite {suite.name!r} at scale {opts.scale} are valid")
+        return 0
     t0 = time.perf_counter()
     summary = run_suite(suite, opts)
     print(f"suite {suite.name} v{suite.version} at scale {opts.scale}: {summary.written} record(s) written, "
@@ -131,48 +139,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _method_specs(items: list[str], kind: str):
+def method_specs(items: list[str], kind: str):
+    """``[LABEL:]NAME[=JSON]`` items -> MethodSpecs; the JSON must be an object."""
     import json
 
     from benchmark.experiment import MethodSpec
 
+    flag = "--defense" if kind == "defenses" else "--ranker"
     specs = []
     for item in items:
-        name, _, params = item.partition("=")
+        head, sep, params = item.partition("=")
+        label, _, name = head.rpartition(":")
+        name = name.strip()
+        label = label.strip() or name
         try:
-            parsed = json.loads(params) if params else {}
+            parsed = json.loads(params) if sep else {}
         except json.JSONDecodeError as exc:
-            raise ValueError(f"--{kind} {item!r}: parameters must be a JSON object ({exc})") from None
+            raise ConfigError(f"{flag} {item!r}: parameters must be a JSON object, e.g. "
+                              f"{flag} '{name}={{\"key\": 1}}' ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"{flag} {item!r}: parameters must be a JSON object (name -> value), got "
+                              f"{type(parsed).__name__} {parsed!r}")
         ALL[kind].get(name)  # unknown name -> error with suggestions
-        specs.append(MethodSpec(label=name, name=name, kind=kind, params=parsed))
+        specs.append(MethodSpec(label=label, name=name, kind=kind, params=parsed))
     return specs
-
-
-def _dry_run(suite, opts) -> int:
-    from benchmark.config import build
-    from benchmark.protocols import get_protocol
-    from benchmark.protocols.common import build_method
-    from benchmark.registry import attacks, datasets, models
-    from benchmark.training import TrainConfig
-
-    n = 0
-    for exp in suite.experiments:
-        if opts.experiments and exp.name not in opts.experiments:
-            continue
-        for trial in range(opts.trials if opts.trials is not None else exp.num_trials(opts.scale)):
-            tc = exp.resolve(opts.scale, trial, suite.seed)
-            v = tc.values
-            datasets.get(v["dataset"]["name"])
-            attacks.get(v["attack"]["name"])(**v["attack"].get("params", {}))
-            models.get(v["model"]["name"])
-            build(TrainConfig, v["train"], what="train")
-            p = get_protocol(v.get("protocol", {"name": "adversarial-set"})["name"])
-            build(p.Params, v.get("protocol", {}).get("params", {}))
-            n += 1
-        for spec in exp.methods:
-            build_method(spec)
-    print(f"dry run: {n} trial config(s) of suite {suite.name!r} at scale {opts.scale} are valid")
-    return 0
 
 
 def _render(suite, output_dir: Path, scale: str | None = None, fmt: str = "github") -> str:
@@ -181,7 +171,8 @@ def _render(suite, output_dir: Path, scale: str | None = None, fmt: str = "githu
     records = [r for r in RecordStore(output_dir).records(suite.name)
                if (scale is None or r.scale == scale) and r.suite_version == suite.version]
     comparisons = {e.name: e.comparisons for e in suite.experiments}
-    return render(records, suite.name, fmt=fmt, comparisons=comparisons)
+    return render(records, suite.name, fmt=fmt, comparisons=comparisons,
+                  order=[e.name for e in suite.experiments])
 
 
 def cmd_report(args: argparse.Namespace) -> int:

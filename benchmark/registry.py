@@ -3,7 +3,11 @@
 In-tree components register with a decorator::
 
     @defenses.register("gas", "Renormalized TracInCP (paper 000, Eq. 12)")
-    class GAS(InfluenceDefense): ...
+    class GAS(Defense): ...
+
+Each registry is typed: class kinds (attacks, defenses, target rankers, protocols, removal
+rules) check that what is registered subclasses the kind's contract in :mod:`benchmark.api`;
+builder kinds (datasets, featurizers, models, suites) check that it is callable.
 
 External packages register through ``importlib.metadata`` entry points whose group is
 ``benchmark.<kind>`` (for example ``benchmark.defenses``); the entry point's value is
@@ -12,11 +16,13 @@ the first time a registry is listed or queried.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Callable, Generic, Iterator, TypeVar
+
+from benchmark.api import Attack, Defense, Protocol, RemovalRule, TargetRanker
+from benchmark.suggest import did_you_mean
 
 T = TypeVar("T")
 
@@ -41,8 +47,9 @@ class Registry(Generic[T]):
     Duplicate names are an error; unknown names raise :class:`RegistryError` with close matches.
     """
 
-    def __init__(self, kind: str, in_tree_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, base: type | None = None, in_tree_modules: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.base = base  # contract class every entry must subclass; None: any callable
         self._entries: dict[str, Entry[T]] = {}
         self._in_tree_modules = in_tree_modules
         self._loaded = False
@@ -66,10 +73,21 @@ class Registry(Generic[T]):
                 f"duplicate {self.kind} name {name!r}: already registered by {prev.origin} "
                 f"({_qualname(prev.obj)}); choose another name"
             )
+        self._check_type(name, obj, origin)
         if not description:
             doc = getattr(obj, "__doc__", None) or ""
             description = doc.strip().splitlines()[0] if doc.strip() else ""
         self._entries[name] = Entry(name, obj, description, origin)
+
+    def _check_type(self, name: str, obj: object, origin: str) -> None:
+        if self.base is not None:
+            if not (isinstance(obj, type) and issubclass(obj, self.base)):
+                raise RegistryError(
+                    f"{self.kind} entry {name!r} ({origin}: {_qualname(obj)}) must be a subclass of "
+                    f"{self.base.__module__}.{self.base.__qualname__}"
+                )
+        elif not callable(obj):
+            raise RegistryError(f"{self.kind} entry {name!r} ({origin}) must be callable, got {obj!r}")
 
     # -- discovery ----------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -98,8 +116,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, self._entries)
             known = ", ".join(sorted(self._entries)) or "(none)"
             raise RegistryError(
                 f"unknown {self.kind} {name!r}{hint} Known {self.kind}: {known}. "
@@ -131,17 +148,20 @@ def _qualname(obj: object) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-# One instance per kind.  The tuple lists the in-tree modules that register into it.
-datasets: Registry = Registry("datasets", ("benchmark.data.loaders",))
-featurizers: Registry = Registry("featurizers", ("benchmark.data.featurizers",))
-models: Registry = Registry("models", ("benchmark.models",))
-attacks: Registry = Registry("attacks", ("attacks",))
-defenses: Registry = Registry("defenses", ("defenses",))
-target_rankers: Registry = Registry("target_rankers", ("baselines", "defenses.fit"))
-removal_rules: Registry = Registry("removal_rules", ("benchmark.protocols.removal",))
-suites: Registry = Registry("suites", ("benchmark.suites",))
+# One instance per kind.  The tuple lists the in-tree modules that register into it: this is
+# the one place where the harness loads the built-in plugins (by name, at first use).
+datasets: Registry[Callable] = Registry("datasets", None, ("benchmark.data.loaders",))
+featurizers: Registry[Callable] = Registry("featurizers", None, ("benchmark.data.featurizers",))
+models: Registry[Callable] = Registry("models", None, ("benchmark.models",))
+attacks: Registry[type[Attack]] = Registry("attacks", Attack, ("attacks",))
+defenses: Registry[type[Defense]] = Registry("defenses", Defense, ("defenses",))
+target_rankers: Registry[type[TargetRanker]] = Registry("target_rankers", TargetRanker, ("baselines",))
+protocols: Registry[type[Protocol]] = Registry("protocols", Protocol, ("benchmark.protocols",))
+removal_rules: Registry[type[RemovalRule]] = Registry("removal_rules", RemovalRule, ("benchmark.removal_rules",))
+suites: Registry[Callable] = Registry("suites", None, ("benchmark.suites",))
 
 ALL: dict[str, Registry] = {
     r.kind: r
-    for r in (datasets, featurizers, models, attacks, defenses, target_rankers, removal_rules, suites)
+    for r in (datasets, featurizers, models, attacks, defenses, target_rankers, protocols, removal_rules,
+              suites)
 }

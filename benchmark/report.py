@@ -2,6 +2,7 @@
 the papers' reported numbers beside ours, and a seaborn figure."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -41,12 +42,30 @@ def _group(records: Iterable[Record]) -> dict[tuple[str, str], list[Record]]:
     return groups
 
 
+def disambiguate_labels(records: list[Record]) -> list[Record]:
+    """Records whose label was used with several parameter sets in one experiment (e.g. an old
+    and a new ``--defense gas-l=...``) get their method hash appended to the label, so one row
+    never mixes two configurations."""
+    hashes: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in records:
+        hashes[(r.experiment, r.method)].add(r.method_hash)
+    out = []
+    for r in records:
+        if len(hashes[(r.experiment, r.method)]) > 1:
+            r = dataclasses.replace(r, method=f"{r.method} [{r.method_hash}]")
+        out.append(r)
+    return out
+
+
 def render(records: list[Record], suite_name: str, fmt: str = "github",
            comparisons: dict[str, tuple[tuple[str, str], ...]] | None = None,
-           paper_numbers: list[PaperNumber] | None = None) -> str:
-    """Markdown (``fmt='github'``) or LaTeX (``fmt='latex'``) leaderboards, one per experiment/scale."""
+           paper_numbers: list[PaperNumber] | None = None, order: list[str] | None = None) -> str:
+    """Markdown (``fmt='github'``) or LaTeX (``fmt='latex'``) leaderboards, one per experiment/scale,
+    in ``order`` (the suite's experiment order; others follow alphabetically)."""
     if not records:
         return f"No records for suite {suite_name!r} yet: run `python -m benchmark run --suite {suite_name}`."
+    records = disambiguate_labels(records)
+    rank = {name: i for i, name in enumerate(order or [])}
     comparisons = comparisons or {}
     paper_numbers = paper_numbers if paper_numbers is not None else load_paper_numbers()
     out: list[str] = []
@@ -54,7 +73,9 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
     if attack_only:
         out.append(render_attack_table(attack_only, fmt))
     records = [r for r in records if r.protocol != "attack-success"]
-    for (experiment, scale), recs in sorted(_group(records).items()):
+    groups = _group(records)
+    for (experiment, scale) in sorted(groups, key=lambda k: (rank.get(k[0], len(rank)), k[0], k[1])):
+        recs = groups[(experiment, scale)]
         ok = [r for r in recs if r.status == "ok"]
         skipped = [r for r in recs if r.status == "not-evaluated"]
         failed_trials = sorted({r.trial for r in skipped})
@@ -99,25 +120,25 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
 
 def render_attack_table(records: list[Record], fmt: str = "github") -> str:
     """One row per (experiment, scale) of the attack-success protocol: poisoning ratio, attack
-    success rate and clean accuracy with pooled Wilson 95% intervals over all test inputs of all
-    trials, and the training wall time."""
-    from benchmark.metrics import binomial_ci
-
+    success rate and clean accuracy as the mean over trials with a Student-t 95% interval over
+    trials (the same test inputs are reused in every trial, so pooled inputs are not independent
+    draws), the pooled counts behind them, and the training wall time."""
     rows = []
     for (experiment, scale), recs in sorted(_group(records).items()):
+        asr = summarize([r.metric("asr_no_defense") for r in recs])
+        acc = summarize([r.metric("clean_accuracy") for r in recs])
         hits = sum(r.extra["asr_counts"][0] for r in recs)
         n_t = sum(r.extra["asr_counts"][1] for r in recs)
         ok = sum(r.extra["clean_counts"][0] for r in recs)
         n_c = sum(r.extra["clean_counts"][1] for r in recs)
-        lo, hi = binomial_ci(hits, n_t)
-        clo, chi = binomial_ci(ok, n_c)
         ratio = summarize([r.extra["poison_ratio"] for r in recs]).mean
         wall = summarize([r.extra["training_wall_time_s"] for r in recs]).mean
         rows.append([experiment, scale, len(recs), f"{ratio:.4f}",
-                     f"{hits / n_t:.3f} [{lo:.3f}, {hi:.3f}] (n={n_t})",
-                     f"{ok / n_c:.3f} [{clo:.3f}, {chi:.3f}] (n={n_c})", f"{wall:.0f}"])
-    headers = ["experiment", "scale", "trials", "poison ratio", "ASR [95% CI] (targets)",
-               "clean acc. [95% CI] (test inputs)", "train s/trial"]
+                     f"{asr.mean:.3f} {asr.fmt_ci()} ({hits}/{n_t})",
+                     f"{acc.mean:.3f} {acc.fmt_ci()} ({ok}/{n_c})", f"{wall:.0f}"])
+    headers = ["experiment", "scale", "trials", "poison ratio",
+               "ASR, mean over trials [95% t-CI] (pooled eligible targets)",
+               "clean acc. [95% t-CI] (pooled test inputs)", "train s/trial"]
     return "### Attack success (no defense)\n\n" + tabulate(rows, headers=headers, tablefmt=fmt) + "\n"
 
 

@@ -1,23 +1,37 @@
-"""Run a suite: trials x methods, with progress bars, resumable at (trial, method) granularity."""
+"""Run a suite: trials x methods, with progress bars, resumable at (trial, method) granularity.
+
+:func:`plan_suite` resolves and validates everything a run needs -- every experiment's trial
+configs, their components (dataset, attack, featurizer, model, training, protocol) and every
+method with its parameters -- before any work starts; ``--dry-run`` calls the same function, so
+a configuration that passes a dry run cannot fail validation later.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from tqdm import tqdm
 
-from benchmark.config import build, to_jsonable
+from benchmark.api import Protocol
+from benchmark.config import ConfigError, build, check_call_params, to_jsonable
+from benchmark.data.featurizers import build_featurizer
 from benchmark.experiment import Experiment, MethodSpec, Suite, TrialConfig
+from benchmark.methods import build_method, method_hash, oracle_needs
 from benchmark.metrics import HIGHER_IS_BETTER, higher_is_better
-from benchmark.protocols import get_protocol
-from benchmark.protocols.common import build_method, oracle_needs
+from benchmark.models import check_model_params
 from benchmark.provenance import device_info, git_info, package_versions
-from benchmark.registry import suites
+from benchmark.registry import attacks, datasets, protocols, suites
 from benchmark.rng import numpy_rng
 from benchmark.store import MetricValue, Record, RecordStore, score_hash
-from benchmark.trial import prepare_trial
+from benchmark.suggest import did_you_mean
+from benchmark.training import TrainConfig
+from benchmark.trial import dataset_fingerprint, prepare_trial
+
+DEFAULT_PROTOCOL = "adversarial-set"
 
 
 @dataclass
@@ -32,6 +46,7 @@ class RunOptions:
     trials: int | None = None  # override the number of trials
     extra_methods: tuple[MethodSpec, ...] = ()  # e.g. a plugin defense added from the command line
     progress: bool = True
+    device: str = "cpu"
 
 
 @dataclass
@@ -40,6 +55,22 @@ class RunSummary:
     skipped: int = 0
     not_evaluated: int = 0
     wall_time_s: float = 0.0
+
+
+@dataclass
+class PlannedMethod:
+    spec: MethodSpec
+    method: Any
+    hash: str
+
+
+@dataclass
+class ExperimentPlan:
+    experiment: Experiment
+    protocol_name: str
+    protocol: Protocol
+    methods: list[PlannedMethod]
+    trials: list[TrialConfig] = field(default_factory=list)
 
 
 def get_suite(name: str) -> Suite:
@@ -55,79 +86,168 @@ def _trial_metric_values(metrics: dict[str, float]) -> dict[str, MetricValue]:
     return {k: MetricValue(v, HIGHER_IS_BETTER.get(k, True)) for k, v in metrics.items()}
 
 
-def experiment_methods(exp: Experiment, opts: RunOptions) -> list[MethodSpec]:
-    """The experiment's methods plus command-line ones its protocol accepts, filtered by
-    ``--method``."""
-    protocol = get_protocol(exp.resolve(opts.scale, 0, 0).values.get("protocol", {}).get("name", "adversarial-set"))
-    extra = [m for m in opts.extra_methods if m.kind in protocol.METHOD_KINDS]
-    labels = [m.label for m in exp.methods]
-    clash = [m.label for m in extra if m.label in labels]
-    if clash:
-        raise ValueError(f"experiment {exp.name!r} already has method(s) labelled {clash}")
+def _protocol_of(tc: TrialConfig) -> tuple[str, Protocol]:
+    spec = tc.values.get("protocol", {"name": DEFAULT_PROTOCOL})
+    name = spec["name"]
+    return name, protocols.get(name)(**dict(spec.get("params") or {}))
+
+
+def validate_trial_config(tc: TrialConfig) -> None:
+    """Construct (or signature-check) every component of a trial config; an unknown name or a
+    bad parameter is a ConfigError / RegistryError here, before any data is loaded."""
+    v = tc.values
+    where = f"experiment {tc.experiment!r} at scale {tc.scale!r}"
+    for key in ("dataset", "attack", "model", "train"):
+        if key not in v:
+            raise ConfigError(f"{where}: config has no {key!r} section")
+    ds = v["dataset"]
+    check_call_params(datasets.get(ds["name"]), ds.get("params", {}), ("data_root", "cache_dir", "download"),
+                      f"dataset {ds['name']!r} ({where})")
+    attacks.get(v["attack"]["name"])(**v["attack"].get("params", {}))
+    if v.get("featurizer") is not None:
+        build_featurizer(v["featurizer"]["name"], v["featurizer"].get("params", {}))
+    check_model_params(v["model"]["name"], v["model"].get("params", {}))
+    build(TrainConfig, v["train"], what=f"train ({where})")
+    _protocol_of(tc)
+
+
+def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) -> list[MethodSpec]:
+    """The experiment's methods plus the command-line ones its protocol evaluates, filtered by
+    ``--method``.  Two methods with one label are an error; a command-line method with a bad
+    parameter is an error (raised by :func:`build_method`), not a method no protocol takes."""
+    extra = []
+    for spec in opts.extra_methods:
+        method = build_method(spec)
+        if spec.kind in protocol.method_kinds:
+            try:
+                protocol.check_method(method)
+            except ConfigError:
+                continue  # e.g. a defense that this protocol cannot evaluate
+            extra.append(spec)
     methods = list(exp.methods) + extra
+    labels = [m.label for m in methods]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError(f"experiment {exp.name!r}: two methods are labelled {dup}; give the command-line "
+                          f"one its own label: --defense 'LABEL:NAME=JSON'")
     if opts.methods:
         methods = [m for m in methods if m.label in opts.methods or m.name in opts.methods]
     return methods
 
 
+def plan_suite(suite: Suite, opts: RunOptions) -> list[ExperimentPlan]:
+    """Resolve and validate every trial config and method of the run (no data is loaded)."""
+    if opts.trials is not None and opts.trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {opts.trials}")
+    names = [e.name for e in suite.experiments]
+    for e in opts.experiments:
+        if e not in names:
+            raise ConfigError(f"suite {suite.name!r} has no experiment {e!r}{did_you_mean(e, names)} "
+                              f"It has: {', '.join(names)}")
+    plans: list[ExperimentPlan] = []
+    for exp in suite.experiments:
+        if opts.experiments and exp.name not in opts.experiments:
+            continue
+        tc0 = exp.resolve(opts.scale, 0, suite.seed)
+        validate_trial_config(tc0)
+        pname, protocol = _protocol_of(tc0)
+        planned = []
+        for spec in experiment_methods(exp, protocol, opts):
+            if spec.kind not in protocol.method_kinds:
+                raise ConfigError(f"experiment {exp.name!r}: protocol {pname!r} evaluates "
+                                  f"{list(protocol.method_kinds)}, not {spec.kind} ({spec.label!r})")
+            method = build_method(spec)
+            protocol.check_method(method)
+            planned.append(PlannedMethod(spec, method, method_hash(spec)))
+        n = opts.trials if opts.trials is not None else exp.num_trials(opts.scale)
+        if n < 1:
+            raise ConfigError(f"experiment {exp.name!r} resolves to {n} trials at scale {opts.scale!r}")
+        plans.append(ExperimentPlan(exp, pname, protocol, planned,
+                                    [exp.resolve(opts.scale, t, suite.seed) for t in range(n)]))
+    _check_selection(plans, opts)
+    return plans
+
+
+def _check_selection(plans: list[ExperimentPlan], opts: RunOptions) -> None:
+    """``--method`` and command-line methods that select nothing are errors, not silent no-ops."""
+    chosen = {m.spec.label for p in plans for m in p.methods} | {m.spec.name for p in plans for m in p.methods}
+    for sel in opts.methods:
+        if sel not in chosen:
+            known = sorted({m.label for p in plans for m in p.experiment.methods})
+            raise ConfigError(f"--method {sel!r} matches no method of the selected experiments"
+                              f"{did_you_mean(sel, known)} Known labels: {', '.join(known)}")
+    for spec in opts.extra_methods:
+        if not any(m.spec is spec for p in plans for m in p.methods):
+            kinds = sorted({k for p in plans for k in p.protocol.method_kinds})
+            raise ConfigError(f"{spec.kind} {spec.name!r} (label {spec.label!r}) is evaluated by no selected "
+                              f"experiment: their protocols evaluate {kinds}, and none accepts this method")
+    if not any(p.methods for p in plans):
+        raise ConfigError("the selection leaves no method to run")
+
+
+def ensure_writable_dir(path: Path, what: str) -> None:
+    """Create ``path`` if needed and check that files can be written there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} exists and is not a directory; pass another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} is not writable ({exc.strerror or exc}); pass another path") from None
+
+
 def run_suite(suite: Suite, opts: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
+    plans = plan_suite(suite, opts)
+    ensure_writable_dir(opts.output_dir, "output dir (--output-dir)")
+    ensure_writable_dir(opts.cache_dir, "cache dir (--cache-dir)")
     store = RecordStore(opts.output_dir)
     summary = RunSummary()
     t_start = time.perf_counter()
-    experiments = [e for e in suite.experiments if not opts.experiments or e.name in opts.experiments]
-    missing = set(opts.experiments) - {e.name for e in suite.experiments}
-    if missing:
-        raise ValueError(f"suite {suite.name!r} has no experiment(s) {sorted(missing)}; "
-                         f"it has {[e.name for e in suite.experiments]}")
-    for exp in experiments:
-        methods = experiment_methods(exp, opts)
-        n_trials = opts.trials if opts.trials is not None else exp.num_trials(opts.scale)
-        bar = tqdm(range(n_trials), desc=f"{suite.name}/{exp.name} [{opts.scale}]", unit="trial",
+    for plan in plans:
+        exp = plan.experiment
+        fp = dataset_fingerprint(plan.trials[0].values["dataset"], opts.data_root, opts.cache_dir, opts.download)
+        bar = tqdm(plan.trials, desc=f"{suite.name}/{exp.name} [{opts.scale}]", unit="trial",
                    disable=not opts.progress, leave=False)
-        for trial in bar:
-            tc = exp.resolve(opts.scale, trial, suite.seed)
-            todo = [m for m in methods
-                    if not store.exists(suite.name, exp.name, trial, tc.hash, m.label)]
-            summary.skipped += len(methods) - len(todo)
-            if not todo:
-                continue
-            summary.written += _run_trial(suite, exp, tc, todo, opts, store, summary)
+        for tc in bar:
+            todo = [m for m in plan.methods
+                    if not store.exists(suite.name, exp.name, tc.trial, tc.hash, fp, m.spec.label, m.hash)]
+            summary.skipped += len(plan.methods) - len(todo)
+            if todo:
+                summary.written += _run_trial(suite, plan, tc, todo, opts, store, summary)
     summary.wall_time_s = time.perf_counter() - t_start
     return summary
 
 
-def _run_trial(suite: Suite, exp: Experiment, tc: TrialConfig, todo, opts: RunOptions,
-               store: RecordStore, summary: RunSummary) -> int:
-    values = tc.values
-    pspec = values.get("protocol", {"name": "adversarial-set"})
-    protocol = get_protocol(pspec["name"])
-    pparams = build(protocol.Params, pspec.get("params", {}), what=f"protocol {pspec['name']}")
-    prepared = prepare_trial(tc, opts.data_root, opts.cache_dir, opts.download)
-    state = protocol.setup(prepared, pparams, numpy_rng(tc.seed, "protocol"))
-    written = 0
+def _run_trial(suite: Suite, plan: ExperimentPlan, tc: TrialConfig, todo: list[PlannedMethod],
+               opts: RunOptions, store: RecordStore, summary: RunSummary) -> int:
+    protocol = plan.protocol
+    prepared = prepare_trial(tc, opts.data_root, opts.cache_dir, opts.download, device=opts.device)
+    state = protocol.setup(prepared, numpy_rng(tc.seed, "protocol"))
     common = dict(
-        suite=suite.name, suite_version=suite.version, experiment=exp.name, scale=tc.scale,
+        suite=suite.name, suite_version=suite.version, experiment=plan.experiment.name, scale=tc.scale,
         trial=tc.trial, seed=tc.seed, config=to_jsonable(dict(tc.config)), config_hash=tc.hash,
-        protocol=pspec["name"], trial_metrics=_trial_metric_values(prepared.trial_metrics),
-        data_source=prepared.data_source,
-        provenance={"git": git_info(), "packages": package_versions(), "device": device_info()},
+        data_fingerprint=prepared.data_source["data_fingerprint"], protocol=plan.protocol_name,
+        trial_metrics=_trial_metric_values(prepared.trial_metrics), data_source=prepared.data_source,
+        provenance={"git": git_info(), "packages": package_versions(), "device": device_info(),
+                    "training_cache": prepared.training_cache},
     )
-    for spec in todo:
-        method = build_method(spec)
+    written = 0
+    for pm in todo:
+        spec = pm.spec
+        ident = dict(method=spec.label, method_kind=spec.kind, method_name=spec.name,
+                     method_params=to_jsonable(dict(spec.params)), method_hash=pm.hash)
         t0 = time.perf_counter()
         if state is None:
-            rec = Record(**common, method=spec.label, method_kind=spec.kind, method_name=spec.name,
-                         method_params=to_jsonable(dict(spec.params)),
-                         granted=[], oracle=[], metrics={}, score_hash=None, wall_time_s=0.0,
-                         status="not-evaluated",
-                         message=getattr(protocol, "NOTHING_TO_EVALUATE",
-                                         "no target was flipped by the attack in this trial"))
+            rec = Record(**common, **ident, granted=[], oracle=[], metrics={}, score_hash=None,
+                         wall_time_s=0.0, status="not-evaluated", message=protocol.nothing_to_evaluate)
             summary.not_evaluated += 1
         else:
-            result = protocol.evaluate(prepared, state, method, numpy_rng(tc.seed, "method", spec.label))
-            rec = Record(**common, method=spec.label, method_kind=spec.kind, method_name=spec.name,
-                         method_params=to_jsonable(dict(spec.params)),
-                         granted=result.granted, oracle=oracle_needs(frozenset(result.granted)),
+            result = protocol.evaluate(prepared, state, pm.method, numpy_rng(tc.seed, "method", spec.label))
+            rec = Record(**common, **ident, granted=result.granted,
+                         oracle=oracle_needs(frozenset(result.granted)),
                          metrics=_metric_values(result.metrics),
                          score_hash=score_hash(result.scores) if result.scores is not None else None,
                          wall_time_s=time.perf_counter() - t0, extra=to_jsonable(result.extra))

@@ -1,8 +1,12 @@
 """Result store: one self-describing JSON record per (trial, method).
 
-Layout: ``<root>/<suite>/<experiment>/trial-<index>-<config_hash>/<method_label>.json``.
-Writes are atomic (temporary file + rename), so a run killed at any point leaves only complete
-records; started again, it skips every record whose file exists with the same config hash.
+Layout: ``<root>/<suite>/<experiment>/trial-<index>-<config_hash>-<data_fingerprint>/<label>-<method_hash>.json``.
+A record's identity is everything that determines its numbers: the trial config (hash, with its
+seed), the content of the dataset it ran on (fingerprint), the method's label and the hash of its
+kind, registered name and parameters -- so a changed parameter, another data root or another
+copy of the data never reuses an old record.  Writes are atomic (temporary file + rename), so a
+run killed at any point leaves only complete records; started again, it skips every record whose
+file exists.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import numpy as np
 
 from benchmark.config import to_jsonable
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2  # 2: records keyed by method hash and data fingerprint
 OUTPUT_DIR_ENV = "BENCHMARK_OUTPUT_DIR"
 
 
@@ -41,11 +45,13 @@ class Record:
     seed: int
     config: dict[str, Any]  # resolved config, constants with their sources
     config_hash: str
+    data_fingerprint: str  # content hash of the raw dataset (benchmark.data.types.RawDataset.fingerprint)
     protocol: str
     method: str  # the label shown in tables
     method_kind: str  # registry kind: defenses / target_rankers / ...
     method_name: str  # registered name
     method_params: dict[str, Any]
+    method_hash: str  # hash of kind, registered name and parameters (benchmark.methods.method_hash)
     granted: list[str]  # what the method was given (Evidence)
     oracle: list[str]  # oracle knowledge among ``granted``
     metrics: dict[str, MetricValue]
@@ -98,17 +104,20 @@ class RecordStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def trial_dir(self, suite: str, experiment: str, trial: int, config_hash: str) -> Path:
-        return self.root / slug(suite) / slug(experiment) / f"trial-{trial:03d}-{config_hash}"
+    def trial_dir(self, suite: str, experiment: str, trial: int, config_hash: str, data_fingerprint: str) -> Path:
+        return self.root / slug(suite) / slug(experiment) / f"trial-{trial:03d}-{config_hash}-{data_fingerprint}"
 
-    def path(self, suite: str, experiment: str, trial: int, config_hash: str, method: str) -> Path:
-        return self.trial_dir(suite, experiment, trial, config_hash) / f"{slug(method)}.json"
+    def path(self, suite: str, experiment: str, trial: int, config_hash: str, data_fingerprint: str,
+             method: str, method_hash: str) -> Path:
+        return self.trial_dir(suite, experiment, trial, config_hash, data_fingerprint) / f"{slug(method)}-{method_hash}.json"
 
-    def exists(self, suite: str, experiment: str, trial: int, config_hash: str, method: str) -> bool:
-        return self.path(suite, experiment, trial, config_hash, method).is_file()
+    def exists(self, suite: str, experiment: str, trial: int, config_hash: str, data_fingerprint: str,
+               method: str, method_hash: str) -> bool:
+        return self.path(suite, experiment, trial, config_hash, data_fingerprint, method, method_hash).is_file()
 
     def write(self, record: Record) -> Path:
-        path = self.path(record.suite, record.experiment, record.trial, record.config_hash, record.method)
+        path = self.path(record.suite, record.experiment, record.trial, record.config_hash,
+                         record.data_fingerprint, record.method, record.method_hash)
         atomic_write_text(path, json.dumps(record.to_json(), indent=1, sort_keys=True))
         return path
 

@@ -2,12 +2,23 @@
 
 Everything random is derived from the trial seed and a component name, so a trial is
 reproducible from its config alone.  The trained trajectory is cached under
-``<cache_dir>/training/<trial hash>.pt`` (loaded back with ``weights_only=True``), so a run killed
-after training does not train again.
+``<cache_dir>/training/<key>.pt`` (loaded back with ``weights_only=True``), so a run killed
+after training does not train again.  The key hashes everything the trajectory was computed
+from: the trial config (with its seed), the content of the featurized attacked training set (so
+another data root, route or attack output never reuses a model trained on other data) and
+:data:`TRAINING_CACHE_VERSION`.  An unreadable cache file is reported and rebuilt.
+
+Attack success has one definition everywhere (:meth:`PreparedTrial.attack_success`): a target
+is *eligible* when the attacked model classifies its clean (untriggered) version correctly (the
+threat model of paper 000 Sec. 2: the attack flips a correctly classified input; for attacks
+without a trigger every target is eligible), and it is a *success* when the model predicts its
+adversarial label on the triggered input.  ASR = successes / eligible targets.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -17,16 +28,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.base import AttackedData
-from benchmark.config import stable_hash
-from benchmark.data.types import RawDataset, Split
+from benchmark.api import AttackedData, RunContext
+from benchmark.config import build, stable_hash
+from benchmark.data.types import RawDataset, Split, content_hash_update
 from benchmark.experiment import TrialConfig
-from benchmark.metrics import accuracy, attack_success_rate
+from benchmark.metrics import accuracy
 from benchmark.models import build_model
 from benchmark.registry import attacks, datasets, featurizers
 from benchmark.rng import derive_seed, numpy_rng, torch_rng
 from benchmark.training import TrainConfig, TrainingRun, num_outputs, predict, predict_logits, train
-from benchmark.config import build
+
+log = logging.getLogger(__name__)
+
+#: Part of every training-cache key: bump it when the trainer would produce a different
+#: trajectory from the same config and data (a code change that matters).
+TRAINING_CACHE_VERSION = 2
 
 
 @dataclass
@@ -49,6 +65,8 @@ class PreparedTrial:
     data_source: dict[str, Any]
     trial_metrics: dict[str, float] = field(default_factory=dict)
     successful_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    eligible_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    training_cache: dict[str, Any] = field(default_factory=dict)  # key, path, status
     memo: dict = field(default_factory=dict)  # per-trial results methods may share (see FIT)
 
     @property
@@ -69,6 +87,14 @@ class PreparedTrial:
         model.load_state_dict(params if params is not None else self.run.final)
         return predict(predict_logits(model, inputs))
 
+    def attack_success(self, params: dict | None = None) -> tuple[int, int]:
+        """``(successes, eligible targets)`` of the model with ``params`` (default: the trained
+        model): eligible = the trained (attacked) model classifies the clean version correctly;
+        success = an eligible target predicted as its adversarial label (module docstring)."""
+        pred = self.predict(self.targets.inputs, params).numpy()
+        hits = int(((pred == self.attacked.y_adv.numpy()) & self.eligible_targets).sum())
+        return hits, int(self.eligible_targets.sum())
+
 
 @lru_cache(maxsize=2)  # a decoded CIFAR-10 is ~740 MB of float32
 def _load_dataset_cached(name: str, params_key: str, data_root: str, cache_dir: str,
@@ -85,6 +111,11 @@ def load_dataset(name: str, params: dict, data_root: Path, cache_dir: Path, down
 
     return _load_dataset_cached(name, json.dumps(params, sort_keys=True), str(data_root),
                                 str(cache_dir), download)
+
+
+def dataset_fingerprint(spec: dict, data_root: Path, cache_dir: Path, download: bool) -> str:
+    """Content fingerprint of an experiment's dataset (see :meth:`RawDataset.fingerprint`)."""
+    return load_dataset(spec["name"], spec.get("params", {}), data_root, cache_dir, download).fingerprint()
 
 
 def featurize(spec: dict | None, split: Split, sample_rate: int | None) -> Featurized:
@@ -117,7 +148,7 @@ def seeded(seed: int):
 
 
 def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> PreparedTrial:
+                  progress: Callable[[int, int], None] | None = None, device: str = "cpu") -> PreparedTrial:
     cfg = tc.values
     ds_spec, atk_spec = cfg["dataset"], cfg["attack"]
     raw = load_dataset(ds_spec["name"], ds_spec.get("params", {}), data_root, cache_dir, download)
@@ -125,13 +156,9 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
     attack_cls = attacks.get(atk_spec["name"])
     attack = attack_cls(**atk_spec.get("params", {}))
     attack.check_dataset(raw)
-    extra_names = getattr(attack_cls, "extra_datasets", ())
-    rng = numpy_rng(tc.seed, "attack")
-    if extra_names:
-        extra = {n: load_dataset(n, {}, data_root, cache_dir, download) for n in extra_names}
-        attacked = attack.craft(raw, rng, extra=extra)
-    else:
-        attacked = attack.craft(raw, rng)
+    extra = {n: load_dataset(n, {}, data_root, cache_dir, download) for n in attack_cls.extra_datasets}
+    context = RunContext(cache_dir=Path(cache_dir), device=device, extra=extra)
+    attacked = attack.craft(raw, numpy_rng(tc.seed, "attack"), context)
 
     fspec = cfg.get("featurizer")
     sr = attacked.sample_rate
@@ -146,10 +173,11 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
     factory = make_model_factory(cfg["model"], input_shape, n_out)
     train_cfg = build(TrainConfig, cfg["train"], what="train")
 
-    cache_path = Path(cache_dir) / "training" / f"{tc.hash}.pt"
-    if cache_path.is_file():
-        run = TrainingRun.load(cache_path)
-    else:
+    key = training_cache_key(tc, train_f)
+    cache_path = Path(cache_dir) / "training" / f"{key}.pt"
+    run, status = _load_training(cache_path), "hit"
+    if run is None:
+        status = "rebuilt" if cache_path.exists() else "miss"
         with seeded(derive_seed(tc.seed, "init")):
             model = factory()
         run = train(model, train_f.inputs, train_f.labels, train_cfg,
@@ -159,11 +187,33 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
     prepared = PreparedTrial(
         tc=tc, attacked=attacked, train=train_f, test=test_f, targets=targets_f,
         targets_clean=targets_clean_f, non_targets=non_targets_f, model_factory=factory, run=run,
-        data_source={"dataset": ds_spec["name"], **raw.source,
+        data_source={"dataset": ds_spec["name"], **raw.source, "data_fingerprint": raw.fingerprint(),
                      "attacked_data_hash": _attacked_hash(attacked)},
+        training_cache={"key": key, "status": status},
     )
     _attack_facts(prepared)
     return prepared
+
+
+def training_cache_key(tc: TrialConfig, train_f: Featurized) -> str:
+    """What a trained trajectory was computed from: the trial config and seed, the featurized
+    training set's content, and the trainer's cache version."""
+    h = hashlib.sha256()
+    content_hash_update(h, train_f.inputs)
+    content_hash_update(h, train_f.labels)
+    return stable_hash({"trial": tc.hash, "train_data": h.hexdigest(), "version": TRAINING_CACHE_VERSION})
+
+
+def _load_training(path: Path) -> TrainingRun | None:
+    """The cached trajectory, or ``None`` when absent or unreadable (then it is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        return TrainingRun.load(path)
+    except Exception as exc:  # a torn or foreign file: say which, then rebuild it
+        log.warning("training cache file %s is unreadable (%s: %s); retraining and replacing it",
+                    path, type(exc).__name__, exc)
+        return None
 
 
 def _attacked_hash(a: AttackedData) -> str:
@@ -173,20 +223,23 @@ def _attacked_hash(a: AttackedData) -> str:
 
 
 def _attack_facts(p: PreparedTrial) -> None:
-    """Clean accuracy, attack success rate, and which targets succeeded (Sec. 2: only
-    successful attacks are analysed)."""
+    """Clean accuracy, attack success (one definition, module docstring) and which targets
+    succeeded (Sec. 2: only successful attacks are analysed)."""
     pred_test = p.predict(p.test.inputs).numpy()
     pred_targets = p.predict(p.targets.inputs).numpy()
     y_adv = p.attacked.y_adv.numpy()
-    success = pred_targets == y_adv
     if p.targets_clean is not None:
-        pred_clean = p.predict(p.targets_clean.inputs).numpy()
-        success &= pred_clean == p.targets_clean.labels.numpy()
-    p.successful_targets = np.flatnonzero(success)
+        eligible = p.predict(p.targets_clean.inputs).numpy() == p.targets_clean.labels.numpy()
+    else:
+        eligible = np.ones(len(y_adv), dtype=bool)
+    p.eligible_targets = eligible
+    p.successful_targets = np.flatnonzero(eligible & (pred_targets == y_adv))
+    n_eligible = int(eligible.sum())
     p.trial_metrics = {
         "clean_accuracy": accuracy(pred_test, p.test.labels.numpy()),
-        "asr_no_defense": attack_success_rate(pred_targets, y_adv),
+        "asr_no_defense": len(p.successful_targets) / n_eligible if n_eligible else float("nan"),
         "n_train": float(len(p.train.labels)),
         "n_adv": float(p.attacked.n_adv),
         "n_targets": float(len(y_adv)),
+        "n_eligible_targets": float(n_eligible),
     }

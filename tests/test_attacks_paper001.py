@@ -12,6 +12,8 @@ from attacks import input_aware as IA
 from attacks import triggers as T
 from attacks.patterns import AUX, CLEAN, POISON
 from attacks.semantic import feature_score
+from benchmark.api import RunContext
+from benchmark.config import ConfigError
 from benchmark.data.types import RawDataset, Split
 from benchmark.registry import attacks
 
@@ -29,8 +31,8 @@ def synth(n_per: int = 30, n_test_per: int = 8, size: int = 32, seed: int = 0) -
     return RawDataset("synthetic-cifar", "image", NAMES, split(n_per), split(n_test_per))
 
 
-def craft(name, data, seed=0, **params):
-    return attacks.get(name)(**params).craft(data, np.random.default_rng(seed))
+def craft(name, data, seed=0, context=None, **params):
+    return attacks.get(name)(**params).craft(data, np.random.default_rng(seed), context or RunContext())
 
 
 # -- shared recipe -------------------------------------------------------------------------
@@ -39,8 +41,8 @@ def test_epsilon_counts_and_add_mode():
     data = synth()
     d = craft("spectral-pixel", data, epsilon=0.05)  # of |D_tr| = 300
     assert d.n_adv == 15 and len(d.train) == 300 and d.info["mode"] == "add"
-    d = craft("spectral-pixel", data, epsilon=0.1, epsilon_of="source")  # of 30 airplanes
-    assert d.n_adv == 3
+    with pytest.raises(ConfigError, match="unknown config key"):
+        craft("spectral-pixel", data, epsilon=0.1, epsilon_of="source")  # one definition only
     d = craft("spectral-pixel", data, epsilon=0.1, n_train=200)
     assert d.n_adv == 20 and len(d.train) == 200
     raw = d.info["train_raw_index"]
@@ -153,12 +155,12 @@ def test_semantic_mechanics():
     assert d.targets_clean is None and (d.targets.labels == 0).all() and (d.y_adv == 2).all()
     assert not set(d.info["target_test_raw_index"].tolist()) & set(d.info["non_target_test_raw_index"].tolist())
     assert len(d.non_targets) + len(d.targets) == len(d.test)
-    d = craft("semantic", data, epsilon=0.1)  # default epsilon_of="source": 10 % of 30 airplanes
-    assert d.n_adv == 3
+    d = craft("semantic", data, epsilon=0.03)  # of |D_tr| = 300, like every attack
+    assert d.n_adv == 9 and len(d.train) == 300
+    d = craft("semantic", data, epsilon=0.03, n_train=200)  # of the trained set, not the split
+    assert d.n_adv == 6 and len(d.train) == 200
     with pytest.raises(ValueError, match="max_pool_fraction"):
-        craft("semantic", data, epsilon=0.6)  # 18 of 30 airplanes
-    with pytest.raises(ValueError, match="max_pool_fraction"):
-        craft("semantic", data, epsilon=0.06, epsilon_of="train")  # 18 of |D_tr| = 300 -> 18 of 30
+        craft("semantic", data, epsilon=0.06)  # 18 of |D_tr| = 300 -> 18 of 30 airplanes
 
 
 # -- composite -----------------------------------------------------------------------------
@@ -221,9 +223,10 @@ TINY = dict(gen_channels=(4,), classifier_width=4, mask_steps=2, gen_steps=2, ba
 
 
 def test_input_aware_poisons_cache_and_reload(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("BENCHMARK_CACHE_DIR", raising=False)
+    ctx = RunContext(cache_dir=tmp_path, device="cpu")
     data = synth(n_per=6, n_test_per=2, size=8)
-    d = craft("input-aware", data, seed=2, **TINY)
+    d = craft("input-aware", data, seed=2, context=ctx, **TINY)
     tr = d.info["trigger"]
     assert tr["cache"] == "miss" and tr["cache_path"] is not None
     files = list((tmp_path / IA.CACHE_NAMESPACE).glob("*.pt"))
@@ -247,15 +250,51 @@ def test_input_aware_poisons_cache_and_reload(tmp_path, monkeypatch):
     assert len(d.train) == 60
     # second run: loaded from the cache, no training, identical output
     monkeypatch.setattr(IA, "train_networks", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    d2 = craft("input-aware", data, seed=2, **TINY)
+    d2 = craft("input-aware", data, seed=2, context=ctx, **TINY)
     assert d2.info["trigger"]["cache"] == "hit"
     assert torch.equal(d2.train.inputs, d.train.inputs) and torch.equal(d2.targets.inputs, d.targets.inputs)
     # a config change that affects training is a different cache entry
     with pytest.raises(AssertionError, match="retrained"):
-        craft("input-aware", data, seed=2, **{**TINY, "gen_steps": 3})
+        craft("input-aware", data, seed=2, context=ctx, **{**TINY, "gen_steps": 3})
     # ... one that does not (epsilon/n_adv) reuses the networks
-    d3 = craft("input-aware", data, seed=2, **{**TINY, "n_adv": 3})
+    d3 = craft("input-aware", data, seed=2, context=ctx, **{**TINY, "n_adv": 3})
     assert d3.info["trigger"]["cache"] == "hit" and d3.n_adv == 3
+    # no cache dir in the context: trained, nothing cached
+    with pytest.raises(AssertionError, match="retrained"):
+        craft("input-aware", data, seed=2, context=RunContext(cache_dir=None), **TINY)
+
+
+def test_input_aware_caches_under_the_context_cache_dir_not_the_environment(tmp_path, monkeypatch):
+    """``--cache-dir`` reaches the input-aware networks: they are cached under the run context's
+    cache dir, never under ``$BENCHMARK_CACHE_DIR``; ``cache_dir=None`` caches nowhere."""
+    env_dir, run_dir = tmp_path / "env", tmp_path / "run"
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(env_dir))
+    monkeypatch.chdir(tmp_path)  # the default ./.cache/benchmark would land here
+    data = synth(n_per=6, n_test_per=1, size=8)
+    d = craft("input-aware", data, seed=1, context=RunContext(cache_dir=run_dir, device="cpu"), **TINY)
+    assert d.info["trigger"]["cache"] == "miss"
+    assert len(list((run_dir / IA.CACHE_NAMESPACE).glob("*.pt"))) == 1
+    assert str(run_dir) in d.info["trigger"]["cache_path"]
+    d = craft("input-aware", data, seed=1, context=RunContext(cache_dir=None, device="cpu"), **TINY)
+    assert d.info["trigger"]["cache"] == "disabled" and d.info["trigger"]["cache_path"] is None
+    assert not env_dir.exists() and not (tmp_path / ".cache").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_input_aware_trains_on_the_context_device(monkeypatch):
+    seen = []
+    real = IA.train_networks
+
+    def spy(*args, **kwargs):
+        seen.append(args[5] if len(args) > 5 else kwargs.get("device"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(IA, "train_networks", spy)
+    data = synth(n_per=6, n_test_per=1, size=8)
+    craft("input-aware", data, context=RunContext(cache_dir=None, device="cpu"), **TINY)
+    assert seen == ["cpu"]
+    with pytest.raises(ConfigError, match="unknown config key"):
+        attacks.get("input-aware")(device="cpu")  # the device is the run's, not the experiment's
 
 
 def test_input_aware_training_is_deterministic():

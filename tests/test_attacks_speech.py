@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attacks import triggers as T
+from benchmark.api import RunContext
 from benchmark.data.types import RawDataset, Split
 from benchmark.registry import attacks
 
@@ -28,7 +29,7 @@ def synth_fsdd(n_per_class: int = 20, n_test_per_class: int = 4, seed: int = 0) 
 
 
 def craft(data, seed=0, **params):
-    return attacks.get("speech-noise-burst")(**params).craft(data, np.random.default_rng(seed))
+    return attacks.get("speech-noise-burst")(**params).craft(data, np.random.default_rng(seed), RunContext())
 
 
 def test_noise_burst_length_rms_and_clipping():

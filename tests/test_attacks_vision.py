@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attacks import triggers as T
-from attacks.base import Attack
+from benchmark.api import Attack, RunContext
 from benchmark.config import ConfigError
 from benchmark.data.types import RawDataset, Split
 from benchmark.registry import attacks
@@ -44,7 +44,8 @@ def f64(t: torch.Tensor) -> np.ndarray:
 
 
 def craft(name: str, data: RawDataset, seed: int = 0, extra=None, **params):
-    return attacks.get(name)(**params).craft(data, np.random.default_rng(seed), extra=extra)
+    context = RunContext(cache_dir=None, device="cpu", extra=extra or {})
+    return attacks.get(name)(**params).craft(data, np.random.default_rng(seed), context)
 
 
 # -- trigger functions ---------------------------------------------------------------------

@@ -16,16 +16,16 @@ from benchmark.models import build_model
 from benchmark.registry import RegistryError, defenses, target_rankers
 from benchmark.rng import numpy_rng, torch_rng
 from benchmark.training import Checkpoint, TrainConfig, TrainingRun, predict, predict_logits, train
-from defenses.base import Defense, Evidence
-from defenses.fit import (
+from benchmark.api import Defense, Evidence
+from baselines.fit import (
     FIT,
-    QN_CONSTANT,
-    anomaly_scores,
     final_checkpoint_view,
     rank_within_classes,
     tail_heaviness,
     tail_heaviness_matrix,
 )
+from benchmark.anomaly import anomaly_scores
+from benchmark.robust_scale import QN_CONSTANT
 
 
 def naive_qn(x: np.ndarray) -> float:
@@ -270,8 +270,6 @@ def test_config_and_estimator_lookup_errors():
 
 
 def test_fit_is_registered():
-    import defenses.fit  # noqa: F401  (registers `fit` until the registry lists defenses.fit)
-
     assert target_rankers.get("fit") is FIT
     assert target_rankers.entry("fit").description
 
@@ -342,3 +340,36 @@ def test_final_checkpoint_view_leaves_the_run_untouched(poisoned_setup):
     assert len(run.checkpoints) == n_ckpts > 1
     assert len(view.checkpoints) == 1 and view.checkpoints[0].params is run.final
     assert dataclasses.replace(view, checkpoints=run.checkpoints).checkpoints is run.checkpoints
+
+
+# -- degenerate scale: Q_n = 0 (issue 8, item 4) ------------------------------------------------
+
+def _degenerate_matrix() -> np.ndarray:
+    """200 training examples; most influence values are exactly 0, so Q_n = 0 for candidates 0-2.
+    Candidates 0 and 1 have 12 / 5 positive outliers (+inf tails, 0 has the larger excess), 2 has
+    negative ones (-inf tail if kappa exceeds them), 3-5 are ordinary noise."""
+    rng = np.random.default_rng(0)
+    V = np.zeros((200, 6))
+    V[:12, 0] = 5.0
+    V[:12, 1] = 2.0
+    V[:12, 2] = -3.0
+    V[:, 3:] = rng.normal(size=(200, 3))
+    return V
+
+
+def test_infinite_tails_are_ranked_not_fatal_end_to_end():
+    from benchmark.metrics import auprc, target_rank
+
+    ev = planted_evidence(_degenerate_matrix(), np.zeros(200, dtype=int), np.zeros(6, dtype=int))
+    fit = FIT(estimator=PLANTED, kappa=10)
+    scores = fit(ev)
+    assert np.all(np.isfinite(scores))  # before: +-inf, and AUPRC refused the trial
+    assert np.isinf(fit.details["tail_heaviness"][:2]).all()
+    order = np.argsort(-scores, kind="stable").tolist()
+    assert order[:2] == [0, 1]  # both +inf; the larger unscaled excess first
+    assert order[-1] == 2  # its kappa-th largest is the median: 0, below the noise tails
+    is_target = np.array([True, False, False, False, False, False])
+    assert auprc(is_target, scores) == 1.0 and target_rank(is_target, scores) == 1.0
+    # two-phase FIT takes the same path
+    two = FIT(estimator=PLANTED, kappa=10, two_phase=True, phase1_kappa=1, phase2_fraction=0.5)(ev)
+    assert np.all(np.isfinite(two)) and np.argmax(two) == 0

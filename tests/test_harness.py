@@ -44,7 +44,9 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path, monkeypatch)
     suite = get_suite("quick")
     opts = _opts(tmp_path, trials=3, experiments=("inverted-digit",), methods=TWO_METHODS)
     calls = {"n": 0}
-    real_eval = runner.get_protocol("adversarial-set").evaluate
+    from benchmark.protocols.adversarial_set import AdversarialSet
+
+    real_eval = AdversarialSet.evaluate
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -52,7 +54,7 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return real_eval(*args, **kwargs)
 
-    monkeypatch.setattr(runner.get_protocol("adversarial-set"), "evaluate", flaky)
+    monkeypatch.setattr(AdversarialSet, "evaluate", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, opts)
     store = RecordStore(opts.output_dir)
@@ -70,7 +72,7 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path, monkeypatch)
         return real_train(*a, **k)
 
     monkeypatch.setitem(runner.prepare_trial.__globals__, "train", counting_train)
-    monkeypatch.setattr(runner.get_protocol("adversarial-set"), "evaluate", real_eval)
+    monkeypatch.setattr(AdversarialSet, "evaluate", real_eval)
     summary = run_suite(suite, opts)
     assert summary.skipped == 3 and summary.written == 3
     assert trained["n"] == 1  # trials 0 and 1 reuse the cached trajectory; only trial 2 trains
@@ -101,7 +103,7 @@ def test_unknown_names_and_keys_are_errors(tmp_path, capsys):
                                      "model": {"name": "mlp", "params": {"widht": 3}}, "train": {}}, ())
     with pytest.raises(ConfigError, match="unknown parameter"):
         prepare_trial(bad_model.resolve("smoke", 0, 0), tmp_path, tmp_path)
-    from benchmark.protocols.common import build_method
+    from benchmark.methods import build_method
 
     with pytest.raises(ConfigError, match="unknown config key"):
         build_method(MethodSpec("G", "gas", params={"kappa": 3}))

@@ -20,7 +20,7 @@ from torch import nn
 from benchmark.registry import defenses as registry
 from benchmark.training.losses import num_outputs, predict
 from benchmark.training.trainer import Checkpoint, TrainConfig, train
-from defenses.base import Evidence
+from benchmark.api import Evidence
 from defenses.influence import engine as E
 from defenses.influence import reference as R
 from defenses.influence.hessian import SubsetObjective, conjugate_gradient, damped_inverse, lissa
@@ -165,21 +165,20 @@ def test_forced_strategies_and_func_fallback(setups, strategy):
 
 
 @pytest.mark.parametrize("pixel", ["always", "never"])
-def test_conv_kernel_paths(setups, monkeypatch, pixel):
+def test_conv_kernel_paths(setups, pixel):
     """Both forms of the conv kernel identity (pixel Gram, im2col) and both materialisations
     (grouped weight-gradient kernel, im2col + GEMM) give the oracle's GAS."""
-    monkeypatch.setattr(E, "PIXEL_GRAM", pixel)
-    monkeypatch.setattr(E, "CONV_GROUPED_MIN_POSITIONS", 0 if pixel == "always" else 10_000)
+    paths = dict(pixel_gram=pixel, conv_grouped_min_positions=0 if pixel == "always" else 10_000)
     s = setups["conv6"]
     cks = [E.WeightedCheckpoint(c.params, c.lr / c.batch_size) for c in s.run.checkpoints]
     want = R.dynamic_influence(s.factory, s.run, s.x, s.y, s.qx, s.qy, "gas")
     for strategy in ("kernel", "materialise"):
-        opts = E.EngineOptions(strategy=strategy, batch_size=10)
+        opts = E.EngineOptions(strategy=strategy, batch_size=10, **paths)
         got = E.score_matrix(s.factory, cks, s.x, s.y, s.qx, s.qy, reduction="cosine", options=opts)
         assert rel(got, want) <= TOL, (pixel, strategy)
     # training x training, several tiles (tiny budget): the diagonal blocks use the held features
     got = E.score_matrix(s.factory, cks, s.x, s.y, reduction="layerwise_cosine",
-                         options=E.EngineOptions(strategy="kernel", memory_budget=20_000))
+                         options=E.EngineOptions(strategy="kernel", memory_budget=20_000, **paths))
     want = R.dynamic_influence(s.factory, s.run, s.x, s.y, s.x, s.y, "gas-l")
     assert rel(got, want) <= TOL
 
@@ -317,7 +316,7 @@ def test_influence_functions_exact_and_cg(setups, kind, layers, damping):
         want = R.static_influence(_final(s), names, s.x, s.y, s.qx, s.qy, damping=damping, method=method,
                                   hessian=h)
         for solver in ("exact", "cg") if method == "if" else ("exact",):
-            got = registry.get(method)(solver=solver, layers=layers, damping=damping).score(_evidence(s))
+            got = registry.get(method)(solver=solver, layers=layers or "all", damping=damping).score(_evidence(s))
             assert rel(got, want) <= TOL, (kind, layers, method, solver, rel(got, want))
 
 
@@ -339,7 +338,7 @@ def test_lissa_converges_to_explicit_formula(setups):
     want = b @ damped_inverse(h, damp * scale)
     assert rel(got, want) <= 1e-10
     # and through the defense, against the float64 oracle of Eq. 1
-    d = registry.get("if")(solver="lissa", lissa_damp=damp, lissa_scale=scale, lissa_depth=100,
+    d = registry.get("if")(layers=["classifier"], solver="lissa", lissa_damp=damp, lissa_scale=scale, lissa_depth=100,
                            lissa_repeats=1, lissa_batch_size=None)
     want = R.static_influence(_final(s), obj.names, s.x, s.y, s.qx, s.qy, damping=damp * scale)
     assert rel(d.score(_evidence(s)), want) <= TOL
@@ -421,6 +420,8 @@ def test_clear_errors(setups):
     with pytest.raises(ValueError, match="preconditioner covers"):
         E.score_matrix(s.factory, ck, s.x, s.y, s.qx, s.qy, layers=["classifier"], preconditioner=pre)
     with pytest.raises(Exception, match="solver"):
-        registry.get("if")(solver="newton")
+        registry.get("if")(layers="all", solver="newton")
     with pytest.raises(Exception, match="strategy"):
         E.EngineOptions(strategy="fast")
+    with pytest.raises(ValueError, match="pixel_gram"):
+        E.EngineOptions(pixel_gram="sometimes")

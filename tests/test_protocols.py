@@ -5,16 +5,23 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.base import AttackedData
+import types
+
+from benchmark.api import AttackedData, Defense, NoParams, TargetRanker
+from benchmark.config import ConfigError
 from benchmark.data.types import Split
 from benchmark.experiment import MethodSpec
-from benchmark.protocols import filtering, mitigation, target_identification
-from benchmark.protocols.common import build_method
+from benchmark.methods import build_method
+from benchmark.protocols.filtering import Filtering
+from benchmark.protocols.mitigation import Mitigation
+from benchmark.protocols.target_identification import TargetIdentification
+from benchmark.registry import protocols, target_rankers
 from benchmark.rng import numpy_rng
 from benchmark.runner import get_suite
 from benchmark.trial import Featurized, PreparedTrial, make_model_factory, prepare_trial
 from benchmark.training import TrainConfig, train
-from defenses.base import Defense, NoParams
+
+THRESHOLD_2 = {"name": "threshold", "params": {"zeta": 2.0}}
 
 
 def _quick_trial(tmp_path, experiment: str, trial: int = 0) -> PreparedTrial:
@@ -24,10 +31,10 @@ def _quick_trial(tmp_path, experiment: str, trial: int = 0) -> PreparedTrial:
 
 def test_mitigation_removes_adversarial_set_and_beats_random_control(tmp_path):
     p = _quick_trial(tmp_path, "mitigation")
-    params = mitigation.Params(zeta=2.0, max_removal_fraction=0.05)
-    state = mitigation.setup(p, params, numpy_rng(0))
-    assert state is not None and state.target_labels.item() == p.attacked.y_adv[0].item()
-    result = mitigation.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
+    proto = Mitigation(removal=THRESHOLD_2, max_removal_fraction=0.05)
+    state = proto.setup(p, numpy_rng(0))
+    assert state is not None and state.target_pred.item() == p.attacked.y_adv[0].item()
+    result = proto.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
     m = result.metrics
     assert m["attack_success_rate"] == 0.0  # the loop stops only when the target flipped back
     assert m["pct_adv_removed"] >= 50.0
@@ -42,9 +49,9 @@ def test_mitigation_removes_adversarial_set_and_beats_random_control(tmp_path):
 
 def test_mitigation_respects_the_sanitization_budget(tmp_path):
     p = _quick_trial(tmp_path, "mitigation")
-    params = mitigation.Params(zeta=2.0, max_removal_fraction=1.5 / len(p.train.labels))  # at most 1
-    state = mitigation.setup(p, params, numpy_rng(0))
-    result = mitigation.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
+    proto = Mitigation(removal=THRESHOLD_2, max_removal_fraction=1.5 / len(p.train.labels))  # at most 1
+    state = proto.setup(p, numpy_rng(0))
+    result = proto.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
     assert result.extra["n_removed"] <= 1
     assert result.extra["human_review"] is True  # stopped and flagged instead of deleting more
     assert result.metrics["attack_success_rate"] == 1.0
@@ -52,15 +59,15 @@ def test_mitigation_respects_the_sanitization_budget(tmp_path):
 
 def test_target_identification_ranks_targets_first(tmp_path):
     p = _quick_trial(tmp_path, "target-identification")
-    state = target_identification.setup(p, target_identification.Params(n_targets=3, n_non_targets=30),
-                                        numpy_rng(0))
+    ti = TargetIdentification(n_targets=3, n_non_targets=30)
+    state = ti.setup(p, numpy_rng(0))
     assert state.is_target.sum() == 3 and (~state.is_target).sum() == 30
     # kappa below |D_adv| = 8 (paper 000 Sec. 5.2: attacks smaller than kappa are hard to detect)
-    fit = target_identification.evaluate(p, state, build_method(MethodSpec("F", "fit", "target_rankers",
+    fit = ti.evaluate(p, state, build_method(MethodSpec("F", "fit", "target_rankers",
                                                                            {"estimator": "gas", "kappa": 3})),
                                          numpy_rng(1))
     assert fit.metrics["target_rank"] == 1.0 and fit.metrics["auprc"] > 0.9
-    rnd = target_identification.evaluate(p, state, build_method(MethodSpec("R", "random", "target_rankers")),
+    rnd = ti.evaluate(p, state, build_method(MethodSpec("R", "random", "target_rankers")),
                                          numpy_rng(1))
     assert rnd.metrics["auprc"] < fit.metrics["auprc"]
 
@@ -106,37 +113,48 @@ def _filtering_toy() -> PreparedTrial:
 def test_filtering_finds_the_supporting_cluster():
     p = _filtering_toy()
     assert p.predict(p.test.inputs[:1]).item() == 1
-    params = filtering.Params(percents=(6.0,), n_retrain=6, n_selection_models=4, mis_rate_low=0.0,
-                              mis_rate_high=0.5)
-    state = filtering.setup(p, params, numpy_rng(0))
+    proto = Filtering(removals=[{"name": "top-percent", "params": {"percent": 6.0}}], n_retrain=6,
+                      n_selection_models=4, mis_rate_low=0.0, mis_rate_high=0.5)
+    state = proto.setup(p, numpy_rng(0))
     assert state is not None and state.index == 0  # the only test point not always right
-    oracle = filtering.evaluate(p, state, _ClusterOracle(), numpy_rng(1))
-    control = filtering.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
+    oracle = proto.evaluate(p, state, _ClusterOracle(), numpy_rng(1))
+    control = proto.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
     assert oracle.metrics["misclassification_rate@6%"] >= 0.8
     assert control.metrics["misclassification_rate@6%"] < oracle.metrics["misclassification_rate@6%"]
 
 
 def test_filtering_without_eligible_example_is_not_evaluated():
     p = _filtering_toy()
-    params = filtering.Params(percents=(5.0,), n_retrain=1, n_selection_models=2, mis_rate_low=0.9,
-                              mis_rate_high=1.0)
-    assert filtering.setup(p, params, numpy_rng(0)) is None
+    proto = Filtering(n_retrain=1, n_selection_models=2, mis_rate_low=0.9, mis_rate_high=1.0)
+    assert proto.setup(p, numpy_rng(0)) is None
 
 
 def test_protocol_params_validate():
-    with pytest.raises(ValueError):
-        mitigation.Params(target_source="oracle")
-    with pytest.raises(ValueError):
-        filtering.Params(percents=(0,))
-    with pytest.raises(ValueError):
-        target_identification.Params(n_targets=0)
+    with pytest.raises(ConfigError, match="target_source"):
+        Mitigation(target_source="oracle")
+    with pytest.raises(ConfigError, match="percent"):
+        Filtering(removals=[{"name": "top-percent", "params": {"percent": 120}}])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        Filtering(percents=(5,))
+    with pytest.raises(ConfigError):
+        TargetIdentification(n_targets=0)
+    with pytest.raises(ConfigError, match="true label"):
+        Mitigation(target_source="ranker")  # the stop test needs the true label
+    with pytest.raises(ConfigError, match="zeta"):
+        Mitigation(removal={"name": "top-k", "params": {"k": 3}}, anneal=0.5)
+
+
+def test_protocols_are_registered_classes():
+    assert protocols.get("mitigation") is Mitigation
+    assert protocols.get("filtering") is Filtering
 
 
 def test_fit_variants_share_one_influence_computation(tmp_path, monkeypatch):
     p = _quick_trial(tmp_path, "target-identification")
-    state = target_identification.setup(p, target_identification.Params(n_targets=2, n_non_targets=10), numpy_rng(0))
+    ti = TargetIdentification(n_targets=2, n_non_targets=10)
+    state = ti.setup(p, numpy_rng(0))
     calls = {"n": 0}
-    from defenses.influence.dynamic import GAS
+    from defenses.influence.tracin import GAS
 
     real = GAS.score
 
@@ -148,7 +166,85 @@ def test_fit_variants_share_one_influence_computation(tmp_path, monkeypatch):
     tails = []
     for kappa in (1, 3):
         ranker = build_method(MethodSpec("F", "fit", "target_rankers", {"estimator": "gas", "kappa": kappa}))
-        target_identification.evaluate(p, state, ranker, numpy_rng(1))
+        ti.evaluate(p, state, ranker, numpy_rng(1))
         tails.append(ranker.details["tail_heaviness"])
     assert calls["n"] == 1
     assert not np.allclose(tails[0], tails[1])  # same influence, different kappa
+
+
+# -- Alg. 3 details (issue 8, items 3 and 7) ---------------------------------------------------
+
+def test_mitigation_anneals_zeta_after_every_retraining_round(tmp_path):
+    """Alg. 3 line 8 anneals after every round; the old rule ("when_empty") only when a round
+    removed nothing."""
+    p = _quick_trial(tmp_path, "mitigation")
+    gas = build_method(MethodSpec("GAS", "gas"))
+    out = {}
+    for rule in ("every_round", "when_empty"):
+        proto = Mitigation(removal=THRESHOLD_2, anneal=0.5, min_zeta=0.1, anneal_rule=rule)
+        out[rule] = proto.evaluate(p, proto.setup(p, numpy_rng(0)), gas, numpy_rng(1))
+    every = out["every_round"]
+    rounds = int(every.metrics["retrain_rounds"])
+    assert rounds >= 1 and every.extra["human_review"] is False
+    assert every.extra["final_zeta"] == pytest.approx(2.0 * 0.5 ** rounds)
+    assert out["when_empty"].extra["final_zeta"] == pytest.approx(2.0)  # nothing was ever empty
+
+
+def _fake_trial(predictions):
+    return types.SimpleNamespace(predict=lambda x, params=None: torch.as_tensor(predictions))
+
+
+def test_mitigation_stop_test_is_all_targets_correct():
+    """Footnote 14: stop once all targets are classified correctly -- not merely once none is
+    predicted y_adv (a target moved to a third class is still misclassified)."""
+    from benchmark.protocols.mitigation import State
+
+    state = State(torch.zeros(2, 1), torch.tensor([2, 2]), torch.tensor([0, 1]), np.array([0, 1]), True)
+    run = types.SimpleNamespace(final=None)
+    paper, old = Mitigation(), Mitigation(stop="label_changed")
+    assert paper._stopped(_fake_trial([0, 1]), run, state)
+    assert not paper._stopped(_fake_trial([0, 0]), run, state)  # target 1 in a third class
+    assert old._stopped(_fake_trial([0, 0]), run, state)
+    assert not old._stopped(_fake_trial([0, 2]), run, state)
+
+
+class _ConstantRanker(TargetRanker):
+    """Every candidate ties."""
+
+    Config = NoParams
+
+    def rank(self, evidence):
+        return np.zeros(len(evidence.queries()[1]))
+
+
+if "test-constant" not in target_rankers:
+    target_rankers.add("test-constant", _ConstantRanker, "ties everywhere (tests)")
+
+
+def test_ranker_ties_are_broken_by_the_trial_rng_not_in_favour_of_targets(tmp_path):
+    p = _quick_trial(tmp_path, "mitigation")
+    proto = Mitigation(target_source="ranker", stop="label_changed", ranker={"name": "test-constant"},
+                       ranker_non_targets=20)
+    picks = [proto.setup(p, numpy_rng(seed)).identified_correctly for seed in range(20)]
+    assert sum(picks) <= 5  # 1 target among 21 tied candidates: rarely picked (it was always picked)
+
+
+def test_if_variants_share_one_exact_hessian(tmp_path, monkeypatch):
+    """if, if-renorm and if-l of one trial share the exact damped inverse Hessian (trial memo)."""
+    import defenses.influence.influence_functions as IF
+    from benchmark.protocols.adversarial_set import AdversarialSet
+
+    p = _quick_trial(tmp_path, "inverted-digit")
+    calls = {"n": 0}
+    real = IF.build_preconditioner
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(IF, "build_preconditioner", counting)
+    proto = AdversarialSet()
+    state = proto.setup(p, numpy_rng(0))
+    for name in ("if", "if-renorm", "if-l"):
+        proto.evaluate(p, state, build_method(MethodSpec(name, name, params={"layers": "all"})), numpy_rng(1))
+    assert calls["n"] == 1

@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy.stats import norm
 
-import defenses.fit.robust_scale as rs
-from defenses.fit.robust_scale import (
+import benchmark.robust_scale as rs
+from benchmark.robust_scale import (
     QN_CONSTANT,
     finite_sample_factor,
     kth_pairwise_distance,

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 import baselines  # noqa: F401  (registers the baselines)
-from baselines.base import TargetRanker
+from benchmark.api import TargetRanker
 from baselines.certainty import LeastCertain, MostCertain
 from baselines.knn import MaxKNNDistance, MinKNNDistance, kth_neighbour_distance
-from baselines.random_rank import RandomRanker
+from baselines.random import RandomRanker
 from benchmark.config import ConfigError
 from benchmark.registry import target_rankers
-from defenses.base import NEEDS, Evidence, MissingEvidence
+from benchmark.api import NEEDS, Evidence, MissingEvidence
 
 
 class IdentityFeatures(nn.Module):

@@ -163,6 +163,10 @@ def list_imagefolder(base: Path) -> dict[str, list[tuple[Path, int]]]:
         for label, cls in enumerate(CLASSES):
             files = sorted(e.name for e in os.scandir(split_dir / cls)
                            if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+            if not files:
+                raise DatasetError(f"CIFAR-10 ImageFolder class folder {split_dir / cls} holds no images "
+                                   f"({'/'.join(IMAGE_EXTENSIONS)}); every class needs its images. "
+                                   f"{layout_help(base)}")
             rows += [(split_dir / cls / f, label) for f in files]
         if not rows:
             raise DatasetError(f"CIFAR-10 ImageFolder {split_dir} holds no images "

@@ -10,11 +10,14 @@ Raw input conventions, by modality:
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
 
+import numpy as np
 import torch
 
 RawInputs = Union[torch.Tensor, list]
@@ -81,6 +84,36 @@ class RawDataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """Content hash of both splits (inputs and labels) and the class names: two datasets
+        with the same fingerprint hold the same data, whatever route or root they came from.
+        Memoised on the object."""
+        fp = self.__dict__.get("_fingerprint")
+        if fp is None:
+            h = hashlib.sha256(json.dumps([self.name, self.modality, self.classes, self.sample_rate]).encode())
+            for split in (self.train, self.test):
+                content_hash_update(h, split.inputs)
+                content_hash_update(h, split.labels)
+            fp = self.__dict__["_fingerprint"] = h.hexdigest()[:16]
+        return fp
+
+
+def content_hash_update(h: "hashlib._Hash", data: Any) -> None:
+    """Feed a tensor (dtype, shape and bytes), array or list of strings/arrays into ``h``."""
+    if isinstance(data, torch.Tensor):
+        t = data.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    elif isinstance(data, np.ndarray):
+        h.update(f"{data.dtype}{data.shape}".encode())
+        h.update(np.ascontiguousarray(data).tobytes())
+    else:
+        for item in data:
+            if isinstance(item, str):
+                h.update(item.encode() + b"\0")
+            else:
+                content_hash_update(h, item)
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:

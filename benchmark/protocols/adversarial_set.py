@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from benchmark.api import MethodResult, Protocol
 from benchmark.metrics import auprc
-from benchmark.protocols.common import MethodResult, make_evidence
+from benchmark.protocols.common import make_evidence
+from benchmark.registry import protocols
 from benchmark.trial import PreparedTrial
-
-
-METHOD_KINDS = ("defenses",)
 
 
 @dataclass(frozen=True)
@@ -26,25 +26,27 @@ class Params:
 @dataclass
 class State:
     target_index: int  # index into the attack's targets
-    query_inputs: object
-    query_labels: object
+    query_inputs: torch.Tensor
+    query_labels: torch.Tensor
 
 
-def setup(p: PreparedTrial, params: Params, rng: np.random.Generator) -> State | None:
-    if len(p.successful_targets) == 0:
-        return None
-    j = int(rng.choice(p.successful_targets))
-    x = p.targets.inputs[j : j + 1]
-    y_hat = p.predict(x)  # the final model's predicted label (paper 000 Sec. 2)
-    return State(j, x, y_hat)
+@protocols.register("adversarial-set", "AUPRC of D_adv for one known target (paper 000 Sec. 4.1, Fig. 1, 6)")
+class AdversarialSet(Protocol):
+    Params = Params
 
+    def setup(self, p: PreparedTrial, rng: np.random.Generator) -> State | None:
+        if len(p.successful_targets) == 0:
+            return None
+        j = int(rng.choice(p.successful_targets))
+        x = p.targets.inputs[j : j + 1]
+        return State(j, x, p.predict(x))  # the final model's predicted label (paper 000 Sec. 2)
 
-def evaluate(p: PreparedTrial, state: State, method, rng: np.random.Generator) -> MethodResult:
-    ev = make_evidence(p, method.requires, rng, state.query_inputs, state.query_labels)
-    scores = np.asarray(method.score(ev), dtype=np.float64)
-    if scores.ndim == 2:
-        if scores.shape[1] != 1:
-            raise ValueError(f"expected one score column for one target, got shape {scores.shape}")
-        scores = scores[:, 0]
-    return MethodResult(metrics={"auprc": auprc(p.is_adv, scores)}, scores=scores,
-                        granted=sorted(ev.granted), extra={"target_index": state.target_index})
+    def evaluate(self, p: PreparedTrial, state: State, method, rng: np.random.Generator) -> MethodResult:
+        ev = make_evidence(p, method.requires, rng, state.query_inputs, state.query_labels)
+        scores = np.asarray(method.score(ev), dtype=np.float64)
+        if scores.ndim == 2:
+            if scores.shape[1] != 1:
+                raise ValueError(f"expected one score column for one target, got shape {scores.shape}")
+            scores = scores[:, 0]
+        return MethodResult(metrics={"auprc": auprc(p.is_adv, scores)}, scores=scores,
+                            granted=sorted(ev.granted), extra={"target_index": state.target_index})

@@ -1,10 +1,11 @@
 """Protocol 0, attack success: train on the attacked data and measure the attack alone, before
 any defense runs (DESIGN.md, scales: calibrate attack strength on ASR alone).
 
-The "method" is the attack itself (no defense): every experiment using this protocol has one
-method, the ``none`` defense, which is never asked for scores.  Metrics: attack success rate over
-all targets and clean test accuracy, with the counts behind them so reports can give binomial
-(Wilson) confidence intervals over test inputs.
+The "method" is the attack itself: every experiment using this protocol has one method, the
+``none`` defense, which is never asked for scores.  Attack success uses the one definition of
+:meth:`benchmark.trial.PreparedTrial.attack_success` (a target counts only if the attacked
+model classifies its clean version correctly); the per-trial counts are recorded so reports can
+give the pooled count beside the mean over trials and its t-interval.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.protocols.common import MethodResult
+from benchmark.api import MethodResult, Protocol
+from benchmark.config import ConfigError
+from benchmark.registry import protocols
 from benchmark.trial import PreparedTrial
-
-METHOD_KINDS = ("defenses",)
 
 
 @dataclass(frozen=True)
@@ -23,26 +24,28 @@ class Params:
     """No parameters."""
 
 
-@dataclass
-class State:
-    pass
+@protocols.register("attack-success", "The attack alone: attack success rate and clean accuracy, no defense")
+class AttackSuccess(Protocol):
+    Params = Params
 
+    def check_method(self, method) -> None:
+        if getattr(method, "scores_examples", True):
+            raise ConfigError("the attack-success protocol measures the attack alone; its only "
+                              "method is the 'none' defense")
 
-def setup(p: PreparedTrial, params: Params, rng: np.random.Generator) -> State:
-    return State()
+    def setup(self, p: PreparedTrial, rng: np.random.Generator) -> dict:
+        return {}
 
-
-def evaluate(p: PreparedTrial, state: State, method, rng: np.random.Generator) -> MethodResult:
-    pred_t = p.predict(p.targets.inputs).numpy()
-    pred_c = p.predict(p.test.inputs).numpy()
-    n_t, n_c = len(pred_t), len(pred_c)
-    hits = int((pred_t == p.attacked.y_adv.numpy()).sum())
-    correct = int((pred_c == p.test.labels.numpy()).sum())
-    return MethodResult(
-        metrics={"asr_no_defense": hits / n_t, "clean_accuracy": correct / n_c},
-        scores=None, granted=[],
-        extra={"asr_counts": [hits, n_t], "clean_counts": [correct, n_c],
-               "n_adv": p.attacked.n_adv, "n_train": len(p.train.labels),
-               "poison_ratio": p.attacked.n_adv / len(p.train.labels),
-               "training_wall_time_s": p.run_wall_time_s},
-    )
+    def evaluate(self, p: PreparedTrial, state: dict, method, rng: np.random.Generator) -> MethodResult:
+        hits, eligible = p.attack_success()
+        n_c = len(p.test.labels)
+        correct = int(round(p.trial_metrics["clean_accuracy"] * n_c))
+        return MethodResult(
+            metrics={"asr_no_defense": p.trial_metrics["asr_no_defense"],
+                     "clean_accuracy": p.trial_metrics["clean_accuracy"]},
+            scores=None, granted=[],
+            extra={"asr_counts": [hits, eligible], "clean_counts": [correct, n_c],
+                   "n_targets": len(p.attacked.y_adv), "n_adv": p.attacked.n_adv,
+                   "n_train": len(p.train.labels), "poison_ratio": p.attacked.n_adv / len(p.train.labels),
+                   "training_wall_time_s": p.run_wall_time_s},
+        )

@@ -1,36 +1,23 @@
-"""Shared protocol plumbing: building a method from its spec and handing it only what it declared."""
+"""Shared protocol plumbing: handing a method only what it declared, looking up removal rules,
+and the one retrain helper every remove-and-retrain protocol uses."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from benchmark.experiment import MethodSpec
-from benchmark.registry import ALL
+from benchmark.api import Evidence, RemovalRule
+from benchmark.config import ConfigError, unwrap
+from benchmark.registry import removal_rules
+from benchmark.rng import torch_rng
+from benchmark.training import TrainingRun, train
 from benchmark.trial import PreparedTrial
-from defenses.base import ORACLE_NEEDS, Evidence
-
-
-@dataclass
-class MethodResult:
-    metrics: dict[str, float]
-    scores: np.ndarray | None
-    granted: list[str]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def build_method(spec: MethodSpec):
-    if spec.kind not in ALL:
-        raise ValueError(f"method {spec.label!r}: unknown kind {spec.kind!r}; use one of {list(ALL)}")
-    cls = ALL[spec.kind].get(spec.name)
-    return cls(**dict(spec.params))
 
 
 def make_evidence(p: PreparedTrial, requires: frozenset[str], rng: np.random.Generator,
                   query_inputs: torch.Tensor | None = None, query_labels: torch.Tensor | None = None,
-                  train_subset: np.ndarray | None = None, run=None,
+                  train_subset: np.ndarray | None = None, run: TrainingRun | None = None,
                   final_params: dict | None = None) -> Evidence:
     """An Evidence with exactly the things in ``requires`` (the others stay withheld)."""
     run = run if run is not None else p.run
@@ -59,5 +46,21 @@ def make_evidence(p: PreparedTrial, requires: frozenset[str], rng: np.random.Gen
     return ev
 
 
-def oracle_needs(requires: frozenset[str]) -> list[str]:
-    return sorted(requires & ORACLE_NEEDS)
+def build_removal(spec: Mapping[str, Any] | str, what: str) -> RemovalRule:
+    """The registered removal rule of ``spec`` (``{"name": ..., "params": {...}}`` or a name)."""
+    spec = unwrap(spec)
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, Mapping) or "name" not in spec or set(spec) - {"name", "params"}:
+        raise ConfigError(f"{what}: a removal spec is {{'name': <removal rule>, 'params': {{...}}}}, "
+                          f"got {spec!r}")
+    return removal_rules.get(spec["name"])(**dict(spec.get("params") or {}))
+
+
+def retrain(p: PreparedTrial, keep: np.ndarray, *seed_keys: Any) -> TrainingRun:
+    """Retrain from the trial's theta_0 with its training config on the kept examples.  The
+    batch order depends only on the trial seed and ``seed_keys``, so a method and its random
+    control (same keys) see the same randomness."""
+    idx = torch.as_tensor(np.flatnonzero(keep))
+    return train(p.model_factory(), p.train.inputs[idx], p.train.labels[idx], p.run.config,
+                 generator=torch_rng(p.tc.seed, *seed_keys), theta0=p.run.theta0)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmark.api import MethodResult, Protocol
 from benchmark.metrics import auprc, target_rank
-from benchmark.protocols.common import MethodResult, make_evidence
+from benchmark.protocols.common import make_evidence
+from benchmark.registry import protocols
 from benchmark.trial import PreparedTrial
-
-METHOD_KINDS = ("target_rankers",)
 
 
 @dataclass(frozen=True)
@@ -39,27 +39,33 @@ class State:
     non_target_ids: np.ndarray  # indices into the attack's non-targets
 
 
-def setup(p: PreparedTrial, params: Params, rng: np.random.Generator) -> State | None:
-    if len(p.successful_targets) == 0:
-        return None
-    t_ids = rng.choice(p.successful_targets, size=min(params.n_targets, len(p.successful_targets)),
-                       replace=False)
-    n_nt = min(params.n_non_targets, len(p.non_targets.labels))
-    nt_ids = rng.choice(len(p.non_targets.labels), size=n_nt, replace=False)
-    inputs = torch.cat([p.targets.inputs[torch.as_tensor(t_ids)], p.non_targets.inputs[torch.as_tensor(nt_ids)]])
-    is_target = np.r_[np.ones(len(t_ids), dtype=bool), np.zeros(n_nt, dtype=bool)]
-    order = rng.permutation(len(is_target))  # candidates carry no positional information
-    inputs, is_target = inputs[torch.as_tensor(order)], is_target[order]
-    return State(inputs, p.predict(inputs), is_target, np.sort(t_ids), np.sort(nt_ids))
+@protocols.register("target-identification",
+                    "Rank an analysis set of test inputs: AUPRC of the targets, target rank (paper 000 Sec. 6.3)")
+class TargetIdentification(Protocol):
+    Params = Params
+    method_kinds = ("target_rankers",)
 
+    def setup(self, p: PreparedTrial, rng: np.random.Generator) -> State | None:
+        params = self.params
+        if len(p.successful_targets) == 0:
+            return None
+        t_ids = rng.choice(p.successful_targets, size=min(params.n_targets, len(p.successful_targets)),
+                           replace=False)
+        n_nt = min(params.n_non_targets, len(p.non_targets.labels))
+        nt_ids = rng.choice(len(p.non_targets.labels), size=n_nt, replace=False)
+        inputs = torch.cat([p.targets.inputs[torch.as_tensor(t_ids)], p.non_targets.inputs[torch.as_tensor(nt_ids)]])
+        is_target = np.r_[np.ones(len(t_ids), dtype=bool), np.zeros(n_nt, dtype=bool)]
+        order = rng.permutation(len(is_target))  # candidates carry no positional information
+        inputs, is_target = inputs[torch.as_tensor(order)], is_target[order]
+        return State(inputs, p.predict(inputs), is_target, np.sort(t_ids), np.sort(nt_ids))
 
-def evaluate(p: PreparedTrial, state: State, method, rng: np.random.Generator) -> MethodResult:
-    ev = make_evidence(p, method.requires | {"queries"}, rng, state.inputs, state.predicted)
-    scores = np.asarray(method.rank(ev), dtype=np.float64)
-    if scores.shape != (len(state.is_target),):
-        raise ValueError(f"a ranker must return one score per candidate; got shape {scores.shape}")
-    return MethodResult(
-        metrics={"auprc": auprc(state.is_target, scores), "target_rank": target_rank(state.is_target, scores)},
-        scores=scores, granted=sorted(ev.granted),
-        extra={"n_targets": int(state.is_target.sum()), "n_non_targets": int((~state.is_target).sum())},
-    )
+    def evaluate(self, p: PreparedTrial, state: State, method, rng: np.random.Generator) -> MethodResult:
+        ev = make_evidence(p, method.requires | {"queries"}, rng, state.inputs, state.predicted)
+        scores = np.asarray(method.rank(ev), dtype=np.float64)
+        if scores.shape != (len(state.is_target),):
+            raise ValueError(f"a ranker must return one score per candidate; got shape {scores.shape}")
+        return MethodResult(
+            metrics={"auprc": auprc(state.is_target, scores), "target_rank": target_rank(state.is_target, scores)},
+            scores=scores, granted=sorted(ev.granted),
+            extra={"n_targets": int(state.is_target.sum()), "n_non_targets": int((~state.is_target).sum())},
+        )

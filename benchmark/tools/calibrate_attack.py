@@ -1,12 +1,20 @@
 """Calibrate an attack's strength on attack success alone, before any defense runs.
 
 For every setting in a grid of attack-parameter overrides, run the experiment's trials (data,
-attack, training; no defense) and report attack success rate and clean accuracy (mean over trials
-and pooled Wilson 95% intervals over test inputs).  The chosen setting is the first one, in grid
-order, whose mean ASR reaches ``--min-asr``.
+attack, training; no defense) and report attack success rate (the harness's one definition:
+successes over eligible targets) and clean accuracy: mean over trials, a t-interval over trials
+and the per-trial counts.  (Files written before issue 8 counted every target and gave pooled
+Wilson intervals over test inputs; their grids and settings still resolve from their commands.)  The chosen setting is the first one, in grid
+order, whose mean ASR reaches ``--min-asr``.  The grid wins over the scale's own attack override
+(a key both set takes the grid's value).
 
     python -m benchmark.tools.calibrate_attack --suite quick --experiment mitigation \\
         --grid '{"epsilon": [0.015, 0.03], "patch_size": [2, 3]}' --trials 10 --scale small
+
+``--dry-run`` resolves and prints every setting's trial configs (attack parameters, trial
+hashes) without loading data or training.  The JSON written to stdout records the command that
+produced it, with the data root and cache dir as ``"$BENCHMARK_DATA_ROOT"`` /
+``"$BENCHMARK_CACHE_DIR"`` (machine paths are not recorded; neither changes the result).
 """
 from __future__ import annotations
 
@@ -15,52 +23,96 @@ import itertools
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
 from benchmark.data.types import resolve_cache_dir, resolve_data_root
-from benchmark.experiment import Experiment, deep_merge
-from benchmark.metrics import binomial_ci
-from benchmark.trial import prepare_trial
+from benchmark.experiment import Experiment, TrialConfig, deep_merge
+from benchmark.tools import commands
+
+TOOL = "python -m benchmark.tools.calibrate_attack"
 
 
-def calibrate(exp: Experiment, grid: dict[str, list], trials: int, scale: str, data_root: Path,
-              cache_dir: Path, min_asr: float, suite_seed: int = 0) -> dict:
+@dataclass
+class Setting:
+    """One grid point: the attack override and the experiment that applies it at ``scale``."""
+
+    override: dict[str, Any]
+    probe: Experiment
+
+    def trials(self, scale: str, n: int, suite_seed: int) -> list[TrialConfig]:
+        return [self.probe.resolve(scale, t, suite_seed) for t in range(n)]
+
+
+def settings(exp: Experiment, grid: dict[str, list], scale: str) -> list[Setting]:
+    """Every grid point in order (``itertools.product`` over the keys in grid order)."""
     keys = list(grid)
-    rows = []
+    out = []
     for values in itertools.product(*(grid[k] for k in keys)):
         override = dict(zip(keys, values))
         # The grid wins over the scale's own override too (else a key both set would be ignored).
         scales = {**exp.scales, scale: deep_merge(exp.scales.get(scale, {}), {"attack": {"params": override}})}
-        probe = Experiment(exp.name, exp.description, exp.config, (), scales)
-        asr, acc, hits, n_t, correct, n_c = [], [], 0, 0, 0, 0
+        out.append(Setting(override, Experiment(exp.name, exp.description, exp.config, (), scales)))
+    return out
+
+
+def resolve(exp: Experiment, grid: dict[str, list], trials: int, scale: str, min_asr: float,
+            suite_seed: int = 0) -> dict:
+    """What :func:`calibrate` would run, without data or training."""
+    rows = []
+    for s in settings(exp, grid, scale):
+        tcs = s.trials(scale, trials, suite_seed)
+        rows.append({"attack_params": s.override, "attack": tcs[0].values["attack"],
+                     "trial_hashes": [tc.hash for tc in tcs]})
+    return {"experiment": exp.name, "scale": scale, "trials": trials, "min_asr": min_asr,
+            "dry_run": True, "settings": rows}
+
+
+def calibrate(exp: Experiment, grid: dict[str, list], trials: int, scale: str, data_root: Path,
+              cache_dir: Path, min_asr: float, suite_seed: int = 0) -> dict:
+    from benchmark.metrics import summarize
+    from benchmark.trial import prepare_trial
+
+    rows = []
+    for s in settings(exp, grid, scale):
+        asr, acc, asr_counts, clean_counts = [], [], [], []
         t0 = time.perf_counter()
-        for t in range(trials):
-            p = prepare_trial(probe.resolve(scale, t, suite_seed), data_root, cache_dir)
-            pred_t = p.predict(p.targets.inputs).numpy()
+        for tc in s.trials(scale, trials, suite_seed):
+            p = prepare_trial(tc, data_root, cache_dir)
+            h, eligible = p.attack_success()  # the one definition (benchmark.trial)
             pred_c = p.predict(p.test.inputs).numpy()
-            h = int((pred_t == p.attacked.y_adv.numpy()).sum())
             c = int((pred_c == p.test.labels.numpy()).sum())
-            asr.append(h / len(pred_t))
+            asr.append(h / eligible if eligible else float("nan"))
             acc.append(c / len(pred_c))
-            hits, n_t, correct, n_c = hits + h, n_t + len(pred_t), correct + c, n_c + len(pred_c)
+            asr_counts.append([h, eligible])
+            clean_counts.append([c, len(pred_c)])
+        sa, sc = summarize(asr), summarize(acc)
         rows.append({
-            "attack_params": override,
+            "attack_params": s.override,
             "n_adv": p.attacked.n_adv, "n_train": len(p.train.labels),
-            "asr_mean": float(np.mean(asr)), "asr_per_trial": [round(a, 4) for a in asr],
-            "asr_pooled_ci95": list(binomial_ci(hits, n_t)), "n_target_inputs": n_t,
-            "clean_accuracy_mean": float(np.mean(acc)), "clean_accuracy_pooled_ci95": list(binomial_ci(correct, n_c)),
-            "n_test_inputs": n_c, "wall_time_s": round(time.perf_counter() - t0, 1),
+            "asr_mean": sa.mean, "asr_per_trial": [round(a, 4) for a in asr],
+            "asr_ci95_over_trials": [sa.ci_low, sa.ci_high] if sa.n > 1 else None,
+            "asr_counts_per_trial": asr_counts,
+            "clean_accuracy_mean": sc.mean,
+            "clean_accuracy_ci95_over_trials": [sc.ci_low, sc.ci_high] if sc.n > 1 else None,
+            "clean_counts_per_trial": clean_counts,
+            "wall_time_s": round(time.perf_counter() - t0, 1),
         })
     chosen = next((r for r in rows if r["asr_mean"] >= min_asr), None)
     return {"experiment": exp.name, "scale": scale, "trials": trials, "min_asr": min_asr,
+            "asr_definition": "successes / eligible targets (benchmark.trial.PreparedTrial.attack_success)",
             "chosen": chosen, "settings": rows}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from benchmark.runner import get_suite
+def command_line(argv: Sequence[str]) -> str:
+    """The command as recorded: shell-quoted, path flags replaced by their placeholders."""
+    return commands.command_line(TOOL, argv, drop=("--dry-run",))
 
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", required=True)
     ap.add_argument("--experiment", required=True)
@@ -70,14 +122,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-asr", type=float, default=0.9)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--cache-dir", default=None)
-    args = ap.parse_args(argv)
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the resolved settings and trial hashes; no data, no training")
+    return ap.parse_args(argv)
+
+
+def parse_grid(text: str) -> dict[str, list]:
+    return {k: v if isinstance(v, list) else [v] for k, v in json.loads(text).items()}
+
+
+def parse_command(command: str) -> list[str]:
+    """The arguments of a recorded command, placeholders left unexpanded."""
+    return commands.parse_command(TOOL, command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmark.runner import get_suite
+
+    argv = list(argv if argv is not None else sys.argv[1:])
+    args = parse_args(argv)
     suite = get_suite(args.suite)
-    grid = {k: v if isinstance(v, list) else [v] for k, v in json.loads(args.grid).items()}
-    out = calibrate(suite.experiment(args.experiment), grid, args.trials, args.scale,
-                    resolve_data_root(args.data_root), resolve_cache_dir(args.cache_dir), args.min_asr,
-                    suite.seed)
-    out["command"] = "python -m benchmark.tools.calibrate_attack " + " ".join(
-        a if " " not in a and "{" not in a else f"'{a}'" for a in (argv if argv is not None else sys.argv[1:]))
+    exp = suite.experiment(args.experiment)
+    grid = parse_grid(args.grid)
+    if args.dry_run:
+        out = resolve(exp, grid, args.trials, args.scale, args.min_asr, suite.seed)
+    else:
+        out = calibrate(exp, grid, args.trials, args.scale, resolve_data_root(args.data_root),
+                        resolve_cache_dir(args.cache_dir), args.min_asr, suite.seed)
+    out["command"] = command_line(argv)
     json.dump(out, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

@@ -43,6 +43,11 @@ class TrainConfig:
     decay_1d_params: bool = False  # reference code: no decay on biases / BN parameters
     schedule: str = "onecycle"  # "onecycle" | "constant" | "cosine"
     onecycle_pct_start: float = 0.3
+    # OneCycleLR's momentum cycling (0.95 -> 0.85 -> 0.95 of Adam's beta1 / SGD's momentum).
+    # The reference code cycles it for Adam too (cycle_momentum=not Adagrad); ours: None = cycle
+    # SGD's momentum only and keep Adam's beta1 at 0.9 (the setting every frozen attack
+    # calibration used; a README deviation); True / False force it for either optimizer.
+    cycle_momentum: bool | None = None
     checkpoints_per_epoch: int = 5
     drop_last: bool = True
 
@@ -158,7 +163,7 @@ def _make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
             epochs=cfg.epochs,
             steps_per_epoch=steps_per_epoch,
             pct_start=cfg.onecycle_pct_start,
-            cycle_momentum=cfg.optimizer == "sgd",
+            cycle_momentum=cfg.optimizer == "sgd" if cfg.cycle_momentum is None else cfg.cycle_momentum,
         )
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)

@@ -185,10 +185,22 @@ def representer_point(
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Paper 000 Eq. 2 (Eq. 10 with ``renorm``), one example at a time:
-    ``-(1/(2 lam n)) alpha_i <f_i, f_te>``, ``alpha_i = dL(z_i)/da_{y_i}`` (single logit: dL/da),
-    or with ``class_index="query_label"`` the derivative w.r.t. the query's predicted class."""
+    ``-(1/(2 lam n)) alpha_i <f_i, f_te>``.
+
+    Derived independently of the production code: a one-logit binary head ``a = w.f + b`` is
+    rebuilt as an explicit two-class linear head with rows ``(0, w)`` and biases ``(0, b)``, whose
+    softmax cross-entropy equals the BCE loss, and ``alpha_i`` is read off autograd as
+    ``dL(z_i)/d(logit c)`` of that head with ``c = y_i`` (``"train_label"``, Eq. 2) or
+    ``c = y_hat_te`` (``"query_label"``, Yeh et al.).  ``"single_logit"`` is the reference code's
+    ``dL/da`` of the one logit."""
     model = model.to(dtype).eval()
     n, m = len(train_labels), len(query_labels)
+    head = model.classifier
+    if head.out_features == 1:
+        weight = torch.cat([torch.zeros_like(head.weight), head.weight]).detach()
+        bias = torch.cat([torch.zeros_like(head.bias), head.bias]).detach()
+    else:
+        weight, bias = head.weight.detach(), head.bias.detach()
 
     def feats(x):
         x = x.to(dtype) if x.is_floating_point() else x
@@ -197,14 +209,18 @@ def representer_point(
     f_te = [feats(query_inputs[j : j + 1]) for j in range(m)]
     scores = torch.zeros(n, m, dtype=torch.float64)
     for i in range(n):
-        f_i = feats(train_inputs[i : i + 1]).clone().requires_grad_(False)
-        logits = model.classifier(f_i[None]).detach().requires_grad_(True)
-        loss = per_example_loss(logits, train_labels[i : i + 1]).sum()
-        (d,) = torch.autograd.grad(loss, logits)
+        f_i = feats(train_inputs[i : i + 1])
+        if class_index == "single_logit":
+            a = head(f_i[None]).detach().requires_grad_(True)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(a[:, 0], train_labels[i : i + 1].to(dtype))
+        else:
+            a = (f_i[None] @ weight.T + bias).detach().requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(a, train_labels[i : i + 1].long())
+        (d,) = torch.autograd.grad(loss, a)
         d = d[0]
         for j in range(m):
-            if len(d) == 1:
-                alpha = float(d[0]) * (1.0 if class_index == "train_label" else (2.0 * int(query_labels[j]) - 1))
+            if class_index == "single_logit":
+                alpha = float(d[0])
             else:
                 c = int(train_labels[i]) if class_index == "train_label" else int(query_labels[j])
                 alpha = float(d[c])

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from defenses.fit.robust_scale import qn_scale
+from benchmark.robust_scale import qn_scale
 
 
 def best_cpu_time(fn, x, repeats: int) -> float:

@@ -1,0 +1,159 @@
+"""The TracIn family: dynamic influence estimators (paper 000 Secs. 3.2, 4.3, 4.4), all as tiles
+of the engine.
+
+=====================  ===========================================  ==========================
+registered name        estimator                                    tile
+=====================  ===========================================  ==========================
+``tracin``             TracIn, Eq. 4                                dot, interval multiplicity
+``tracin-renorm``      renormalized TracIn, Eq. 11                  cosine, interval mult.
+``tracin-l``           layerwise renormalized TracIn, Sec. 4.4      layerwise cosine, mult.
+``tracincp``           TracInCP, Eq. 5                              dot
+``gas``                GAS = renormalized TracInCP, Eq. 12, Alg. 1  cosine
+``gas-l``              layerwise GAS, Sec. 4.4                      layerwise cosine
+=====================  ===========================================  ==========================
+
+Checkpoint ``k`` of a :class:`~benchmark.training.trainer.TrainingRun` holds theta at the start
+of its interval, the learning rate eta of the interval's first update and the ids of the
+examples in the interval's batches.  Eq. 4's sum over iterations ``t`` with ``z_i in B_t`` is
+approximated, as in Pruthi et al. and the reference code, by crediting example ``i`` at
+checkpoint ``k`` once per occurrence in that interval's batches (no off-by-one: the last
+interval is credited once, unlike the reference code, original_code.md Sec. 1 item 5).
+
+Conventions (engine module docstring): per-example loss gradients without weight decay
+(``weight_decay_in_gradient`` adds the reference GAS loop's ``wd * sum ||p||^2`` term), eval
+mode, the query uses the final model's predicted label (the protocol supplies it), checkpoint
+weight ``eta / b`` (``weighting``), a checkpoint is skipped for a query whose gradient is zero,
+norms clamped at 1e-8, a layer of GAS-L is one parameter tensor and GAS-L sums the per-layer
+cosines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from benchmark.api import Defense, Evidence
+from benchmark.registry import defenses
+from defenses.influence.engine import (
+    MIN_NORM,
+    EngineOptions,
+    GradientMap,
+    WeightedCheckpoint,
+    score_matrix,
+)
+
+#: checkpoint weighting -> function (lr, batch_size) -> weight
+WEIGHTINGS = {
+    "lr_over_b": lambda lr, b: lr / b,  # paper 000 Eqs. 4, 5, 11, 12 (eta_t / b)
+    "lr": lambda lr, b: lr,  # Pruthi et al.'s TracInCP without the batch-size factor
+    "uniform": lambda lr, b: 1.0,  # every checkpoint counts the same
+}
+
+
+@dataclass
+class DynamicConfig:
+    weighting: str = "lr_over_b"  # paper 000 Eq. 4/5/11/12
+    weight_decay_in_gradient: float = 0.0  # 0: paper 000 Sec. 2; >0: reference GAS loop's term
+    layers: Sequence[str] | None = None  # parameter / module names; None = all (paper 000)
+    strategy: str = "auto"  # engine per-layer choice: "auto" | "kernel" | "materialise" (ours)
+    batch_size: int = 128  # training examples per batched pass (ours)
+    min_norm: float = MIN_NORM  # reference-code MIN_NORM
+    skip_zero_query: bool = True  # reference code
+    checkpoint_stride: int = 1  # use every k-th checkpoint (paper 000 Sec. 5 "faster FIT"); ours
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {sorted(WEIGHTINGS)}, got {self.weighting!r}")
+        if self.checkpoint_stride < 1:
+            raise ValueError("checkpoint_stride must be >= 1")
+        if self.weight_decay_in_gradient < 0:
+            raise ValueError("weight_decay_in_gradient must be >= 0")
+
+
+def weighted_checkpoints(run, n_train: int, weighting: str = "lr_over_b", per_interval: bool = False,
+                         stride: int = 1) -> list[WeightedCheckpoint]:
+    """The checkpoint terms of a training run: weight ``eta/b`` (or another ``weighting``) and,
+    for TracIn, each example's number of occurrences in the interval's batches."""
+    fn = WEIGHTINGS[weighting]
+    out = []
+    for ck in run.checkpoints[::stride]:
+        mult = None
+        if per_interval:
+            ids = ck.example_ids.long()
+            if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= n_train):
+                raise ValueError(f"checkpoint at iteration {ck.iteration} credits example ids outside "
+                                 f"[0, {n_train}); the training run does not match the training set")
+            mult = torch.bincount(ids, minlength=n_train)
+        out.append(WeightedCheckpoint(ck.params, float(fn(ck.lr, ck.batch_size)), mult))
+    return out
+
+
+class DynamicInfluence(Defense):
+    """Base of the TracIn family: one engine tile over the recorded checkpoints."""
+
+    Config = DynamicConfig
+    requires = frozenset({"checkpoints", "queries"})
+    reduction: ClassVar[str] = "dot"
+    per_interval: ClassVar[bool] = False
+
+    def engine_options(self) -> EngineOptions:
+        c = self.config
+        return EngineOptions(batch_size=c.batch_size, strategy=c.strategy, min_norm=c.min_norm,
+                             skip_zero_query=c.skip_zero_query)
+
+    def score(self, evidence: Evidence) -> np.ndarray:
+        c = self.config
+        qx, qy = evidence.queries()
+        run = evidence.run()
+        x, y = evidence.train_inputs, evidence.train_labels
+        if run.n_train != len(y):
+            raise ValueError(f"the training run saw {run.n_train} examples but evidence holds {len(y)}")
+        cks = weighted_checkpoints(run, len(y), c.weighting, self.per_interval, c.checkpoint_stride)
+        gmap = GradientMap("loss", param_l2=c.weight_decay_in_gradient)
+        s = score_matrix(evidence.model_factory, cks, x, y, qx, qy, reduction=self.reduction,
+                         train_map=gmap, query_map=gmap, layers=c.layers, options=self.engine_options())
+        return s.numpy()
+
+
+@defenses.register("tracin", "TracIn (paper 000 Eq. 4): (eta/b) <g_i, g_te> at the intervals whose batches held z_i")
+class TracIn(DynamicInfluence):
+    """TracIn (paper 000 Eq. 4): sum over intervals containing z_i of (eta/b) <g_i, g_te>."""
+
+    per_interval = True
+
+
+@defenses.register("tracin-renorm", "Renormalized TracIn (paper 000 Eq. 11): Eq. 4 with gradient cosines")
+class TracInRenorm(DynamicInfluence):
+    """Renormalized TracIn (paper 000 Eq. 11): Eq. 4 with cosines."""
+
+    reduction = "cosine"
+    per_interval = True
+
+
+@defenses.register("tracin-l", "Layerwise renormalized TracIn (paper 000 Sec. 4.4): per-tensor cosines, summed")
+class TracInL(DynamicInfluence):
+    """Layerwise renormalized TracIn (paper 000 Sec. 4.4): per-tensor cosines, summed."""
+
+    reduction = "layerwise_cosine"
+    per_interval = True
+
+
+@defenses.register("tracincp", "TracInCP (paper 000 Eq. 5): sum over checkpoints of (eta/b) <g_i, g_te>")
+class TracInCP(DynamicInfluence):
+    """TracInCP (paper 000 Eq. 5): sum over all checkpoints of (eta/b) <g_i, g_te>."""
+
+
+@defenses.register("gas", "GAS = renormalized TracInCP (paper 000 Eq. 12, Alg. 1): sum of (eta/b) cos(g_i, g_te)")
+class GAS(DynamicInfluence):
+    """GAS = renormalized TracInCP (paper 000 Eq. 12, Alg. 1)."""
+
+    reduction = "cosine"
+
+
+@defenses.register("gas-l", "GAS-L (paper 000 Sec. 4.4): GAS with per-parameter-tensor cosines, summed")
+class GASL(DynamicInfluence):
+    """GAS-L (paper 000 Sec. 4.4): sum over checkpoints and parameter tensors of (eta/b) cos."""
+
+    reduction = "layerwise_cosine"
