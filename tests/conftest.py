@@ -14,6 +14,16 @@ def _threads():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread is faster, and immune to a busy machine's OpenMP stalls.  Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def data_root() -> Path:
     """``$BENCHMARK_DATA_ROOT``, else the repo-relative ``../shared/datasets``."""
     env = os.environ.get("BENCHMARK_DATA_ROOT")

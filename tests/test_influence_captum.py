@@ -14,13 +14,7 @@ from defenses.influence import engine as E
 captum_influence = pytest.importorskip("captum.influence", reason="captum is a test-only dependency (pip install captum)")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster, and immune to a busy machine's OpenMP stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class PerExampleLoss(nn.Module):

@@ -31,13 +31,7 @@ TOL = 1e-5
 DYNAMIC = ["tracin", "tracin-renorm", "tracin-l", "tracincp", "gas", "gas-l"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster, and immune to a busy machine's OpenMP stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rel(a, b) -> float:

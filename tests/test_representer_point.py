@@ -12,12 +12,7 @@ from benchmark.training import TrainConfig, predict, predict_logits, train
 from defenses.influence import reference as R
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _evidence(factory, params, x, y, qx, qy, num_classes, wd):
