@@ -68,8 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="render leaderboards from stored records")
     _common(rep)
-    rep.add_argument("--format", default="md", choices=("md", "latex"))
-    rep.add_argument("--figure", default=None, help="write a seaborn figure to this PNG path")
+    rep.add_argument("--format", default="md", choices=("md", "latex"),
+                     help="md: Markdown tables; latex: one booktabs table float per table, with a caption "
+                          "naming suite, experiment, scale and trials, every text escaped (needs "
+                          "\\usepackage{booktabs}); the mitigation protocol's random-removal control "
+                          "is a table of its own")
+    rep.add_argument("--standalone", action="store_true",
+                     help="with --format latex: a complete document (article, geometry, booktabs) that "
+                          "compiles as-is, instead of a fragment to \\input")
+    rep.add_argument("--figure", default=None, metavar="OUT.png",
+                     help="write a seaborn figure to this PNG path: one strip + box panel per experiment "
+                          "and scale (its headline metric, e.g. AUPRC; panels of one metric share the y "
+                          "axis), 3.4 in wide per panel, two panels per row (6.8 in: a two-column "
+                          "paper's text width), 2.8 in per row, 300 dpi")
+    rep.add_argument("--figure-per-experiment", action="store_true",
+                     help="with --figure OUT.png: instead write one single-panel figure per experiment, "
+                          "3.4 x 2.8 in (one paper column), to OUT-<experiment>.png")
     return parser
 
 
@@ -165,27 +179,68 @@ def method_specs(items: list[str], kind: str):
     return specs
 
 
+def current_records(suite, output_dir: Path, scale: str | None = None) -> tuple[list, int]:
+    """The stored records of ``suite`` that its current definition would produce (same suite
+    version, and each trial's config hash equal to what the experiment resolves to now), and the
+    number of stale ones left out."""
+    records, stale = [], 0
+    experiments = {e.name: e for e in suite.experiments}
+    hashes: dict[tuple[str, str, int], str] = {}
+    for r in RecordStore(output_dir).records(suite.name):
+        if scale is not None and r.scale != scale:
+            continue
+        exp = experiments.get(r.experiment)
+        key = (r.experiment, r.scale, r.trial)
+        if exp is not None and key not in hashes:
+            hashes[key] = exp.resolve(r.scale, r.trial, suite.seed).hash
+        if r.suite_version != suite.version or exp is None or r.config_hash != hashes[key]:
+            stale += 1
+            continue
+        records.append(r)
+    return records, stale
+
+
 def _render(suite, output_dir: Path, scale: str | None = None, fmt: str = "github") -> str:
     from benchmark.report import render
 
-    records = [r for r in RecordStore(output_dir).records(suite.name)
-               if (scale is None or r.scale == scale) and r.suite_version == suite.version]
+    records, stale = current_records(suite, output_dir, scale)
     comparisons = {e.name: e.comparisons for e in suite.experiments}
-    return render(records, suite.name, fmt=fmt, comparisons=comparisons,
-                  order=[e.name for e in suite.experiments])
+    out = render(records, suite.name, fmt=fmt, comparisons=comparisons,
+                 order=[e.name for e in suite.experiments])
+    if stale:
+        out += (f"\n({stale} stored record(s) of older versions or configurations of suite {suite.name!r} "
+                f"left out)\n")
+    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import render_figure
+    from benchmark.report import render, render_figure, render_figures
     from benchmark.runner import get_suite
 
     suite = get_suite(args.suite)
     output_dir = resolve_output_dir(args.output_dir)
-    print(_render(suite, output_dir, fmt="latex" if args.format == "latex" else "github"))
+    order = [e.name for e in suite.experiments]
+    if args.standalone and args.format != "latex":
+        raise ConfigError("--standalone needs --format latex")
+    if args.figure_per_experiment and not args.figure:
+        raise ConfigError("--figure-per-experiment needs --figure OUT.png")
+    if args.format == "latex":  # the stale-records note goes through the LaTeX escaping too
+        records, stale = current_records(suite, output_dir)
+        notes = [f"({stale} stored record(s) of older versions or configurations of suite {suite.name!r} left out)"]
+        print(render(records, suite.name, fmt="latex", comparisons={e.name: e.comparisons for e in suite.experiments},
+                     order=order, standalone=args.standalone, notes=notes if stale else None), end="")
+    else:
+        print(_render(suite, output_dir))
     if args.figure:
-        records = [r for r in RecordStore(output_dir).records(suite.name) if r.suite_version == suite.version]
-        path = render_figure(records, Path(args.figure))
-        print(f"figure written to {path}" if path else "no records to plot")
+        records, _ = current_records(suite, output_dir)
+        if args.figure_per_experiment:
+            paths = render_figures(records, Path(args.figure), order=order)
+            written = ", ".join(map(str, paths))
+        else:
+            written = render_figure(records, Path(args.figure), order=order)
+        # on stderr with LaTeX, so that stdout stays a document / fragment
+        print(f"figure written to {written}" if written else "no records to plot",
+              file=sys.stderr if args.format == "latex" else sys.stdout)
     return 0
 
 

@@ -103,8 +103,23 @@ def test_other_data_never_reuses_a_trained_model_or_record(tmp_path, monkeypatch
     assert counter.n == 2  # retrained on the other data
     assert run_suite(suite, _opts(tmp_path, data_root=plain)).written == 0
     assert counter.n == 2  # unchanged: nothing recomputed
-    fps = {r.data_fingerprint for r in RecordStore(tmp_path / "runs").records("rel")}
-    assert len(fps) == 2
+    recs = list(RecordStore(tmp_path / "runs").records("rel"))
+    assert len({r.data_fingerprint for r in recs}) == 2
+    from benchmark.report import render
+
+    assert render(recs, "rel").count("[data ") == 2  # one row per dataset, never mixed
+
+
+def test_report_leaves_out_records_of_an_older_configuration(tmp_path):
+    from benchmark.cli import current_records
+
+    run_suite(_suite(), _opts(tmp_path))
+    changed = Suite("rel", 1, "", (Experiment("toy", "", {**TOY_CONFIG, "trials": ours(1),
+                                                          "train": {**TOY_CONFIG["train"], "epochs": ours(3)}},
+                                              (GAS,)),))
+    assert current_records(_suite(), tmp_path / "runs") == (current_records(_suite(), tmp_path / "runs")[0], 0)
+    kept, stale = current_records(changed, tmp_path / "runs")
+    assert kept == [] and stale == 1  # the old record is not reported as the new configuration's
 
 
 def test_corrupt_training_cache_file_is_named_and_rebuilt(tmp_path, monkeypatch, caplog):
