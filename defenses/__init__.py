@@ -1,6 +1,7 @@
 """Defenses: per-training-example scorers.  Importing this package registers the in-tree ones:
 the TracIn family (:mod:`defenses.influence.tracin`), influence functions
 (:mod:`defenses.influence.influence_functions`), representer point
-(:mod:`defenses.influence.representer_point`), and the ``random`` / ``none`` controls."""
-from defenses import none, random  # noqa: F401  (imported for registration)
+(:mod:`defenses.influence.representer_point`), the trivial baselines ``input-norm``, ``loss`` and
+``grad-norm``, and the ``random`` / ``none`` controls."""
+from defenses import grad_norm, input_norm, loss, none, random  # noqa: F401  (imported for registration)
 from defenses.influence import influence_functions, representer_point, tracin  # noqa: F401
