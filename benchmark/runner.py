@@ -112,8 +112,8 @@ def validate_trial_config(tc: TrialConfig) -> None:
 
 
 def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) -> list[MethodSpec]:
-    """The experiment's methods plus the command-line ones its protocol evaluates, filtered by
-    ``--method``.  Two methods with one label are an error; a command-line method with a bad
+    """The experiment's methods, filtered by ``--method``, plus the command-line ones its protocol
+    evaluates (always: they were asked for by name).  Two methods with one label are an error; a command-line method with a bad
     parameter is an error (raised by :func:`build_method`), not a method no protocol takes."""
     extra = []
     for spec in opts.extra_methods:
@@ -124,15 +124,15 @@ def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) ->
             except ConfigError:
                 continue  # e.g. a defense that this protocol cannot evaluate
             extra.append(spec)
-    methods = list(exp.methods) + extra
-    labels = [m.label for m in methods]
+    labels = [m.label for m in list(exp.methods) + extra]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ConfigError(f"experiment {exp.name!r}: two methods are labelled {dup}; give the command-line "
                           f"one its own label: --defense 'LABEL:NAME=JSON'")
-    if opts.methods:
-        methods = [m for m in methods if m.label in opts.methods or m.name in opts.methods]
-    return methods
+    own = list(exp.methods)
+    if opts.methods:  # selects among the experiment's methods; command-line methods always run
+        own = [m for m in own if m.label in opts.methods or m.name in opts.methods]
+    return own + extra
 
 
 def plan_suite(suite: Suite, opts: RunOptions) -> list[ExperimentPlan]:

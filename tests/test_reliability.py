@@ -210,3 +210,10 @@ def test_model_and_dataset_parameters_are_checked_by_the_dry_run():
                                            (GAS,)),))
     with pytest.raises(ConfigError, match="unknown parameter"):
         runner.plan_suite(bad_ds, RunOptions(scale="smoke"))
+
+
+def test_command_line_methods_run_beside_a_method_selection(capsys):
+    """`--method GAS --defense input-norm` runs both (the selection does not drop the added one)."""
+    assert main(["run", "--dry-run", "--scale", "smoke", "--experiment", "inverted-digit", "--method", "GAS",
+                 "--defense", "input-norm"]) == 0
+    assert "2 method(s)" in capsys.readouterr().out
