@@ -136,15 +136,3 @@ def paired_difference(a: list[float], b: list[float], confidence: float = 0.95) 
     if len(a) != len(b):
         raise MetricError("paired difference needs the same trials on both sides")
     return summarize([x - y for x, y in zip(a, b)], confidence)
-
-
-def binomial_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (used for ASR / accuracy over test inputs)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return centre - half, centre + half
