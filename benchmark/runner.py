@@ -111,11 +111,13 @@ def validate_trial_config(tc: TrialConfig) -> None:
     _protocol_of(tc)
 
 
-def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) -> list[MethodSpec]:
+def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) -> list[tuple[MethodSpec, Any]]:
     """The experiment's methods, filtered by ``--method``, plus the command-line ones its protocol
-    evaluates (always: they were asked for by name).  Two methods with one label are an error; a command-line method with a bad
-    parameter is an error (raised by :func:`build_method`), not a method no protocol takes."""
-    extra = []
+    evaluates (always: they were asked for by name), each with its built instance (``None`` for
+    the experiment's own, built by the caller).  Two methods with one label are an error; a
+    command-line method with a bad parameter is an error (raised by :func:`build_method`), not a
+    method no protocol takes."""
+    extra: list[tuple[MethodSpec, Any]] = []
     for spec in opts.extra_methods:
         method = build_method(spec)
         if spec.kind in protocol.method_kinds:
@@ -123,8 +125,8 @@ def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) ->
                 protocol.check_method(method)
             except ConfigError:
                 continue  # e.g. a defense that this protocol cannot evaluate
-            extra.append(spec)
-    labels = [m.label for m in list(exp.methods) + extra]
+            extra.append((spec, method))
+    labels = [m.label for m in exp.methods] + [spec.label for spec, _ in extra]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ConfigError(f"experiment {exp.name!r}: two methods are labelled {dup}; give the command-line "
@@ -132,7 +134,7 @@ def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) ->
     own = list(exp.methods)
     if opts.methods:  # selects among the experiment's methods; command-line methods always run
         own = [m for m in own if m.label in opts.methods or m.name in opts.methods]
-    return own + extra
+    return [(m, None) for m in own] + extra
 
 
 def plan_suite(suite: Suite, opts: RunOptions) -> list[ExperimentPlan]:
@@ -152,12 +154,13 @@ def plan_suite(suite: Suite, opts: RunOptions) -> list[ExperimentPlan]:
         validate_trial_config(tc0)
         pname, protocol = _protocol_of(tc0)
         planned = []
-        for spec in experiment_methods(exp, protocol, opts):
-            if spec.kind not in protocol.method_kinds:
-                raise ConfigError(f"experiment {exp.name!r}: protocol {pname!r} evaluates "
-                                  f"{list(protocol.method_kinds)}, not {spec.kind} ({spec.label!r})")
-            method = build_method(spec)
-            protocol.check_method(method)
+        for spec, method in experiment_methods(exp, protocol, opts):
+            if method is None:
+                if spec.kind not in protocol.method_kinds:
+                    raise ConfigError(f"experiment {exp.name!r}: protocol {pname!r} evaluates "
+                                      f"{list(protocol.method_kinds)}, not {spec.kind} ({spec.label!r})")
+                method = build_method(spec)
+                protocol.check_method(method)
             planned.append(PlannedMethod(spec, method, method_hash(spec)))
         n = opts.trials if opts.trials is not None else exp.num_trials(opts.scale)
         if n < 1:
