@@ -20,6 +20,9 @@ from benchmark.data.types import RawDataset, Split, concat
 from benchmark.registry import attacks
 
 
+TRANSFORMS = ("invert", "invert-matched-norm", "none")
+
+
 @dataclass(frozen=True)
 class InvertedDigitConfig:
     clean_classes: tuple[int, int] = (6, 9)  # paper 000 Sec. 4.1's pair criterion (benchmark.tools.select_toy_pair)
@@ -27,6 +30,10 @@ class InvertedDigitConfig:
     adv_label: int = 1  # binary label of clean_classes[1] (paper: MNIST 0s labelled airplane)
     adv_fraction: float = 0.015  # |D_adv| / |D_cl| (paper 000 Sec. 4.1: 150 / 10,000)
     n_targets: int = 20  # held-out inverted adv_digit instances (ours)
+    #: how the adversarial digit is changed (ours): "invert" (x -> 1 - x), "invert-matched-norm"
+    #: (inverted, then each image rescaled to the L2 norm of a random clean training image, so the
+    #: input norm does not give the poisons away), "none" (the digit as it is)
+    transform: str = "invert"
 
     def __post_init__(self) -> None:
         if len(set(self.clean_classes)) != 2 or self.adv_digit in self.clean_classes:
@@ -35,6 +42,8 @@ class InvertedDigitConfig:
             raise ValueError("adv_label is a binary label: 0 or 1")
         if not 0 < self.adv_fraction < 1:
             raise ValueError("adv_fraction must be in (0, 1)")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}")
 
 
 @attacks.register("inverted-digit",
@@ -73,8 +82,8 @@ class InvertedDigit(Attack):
         if len(pool) < n_adv + c.n_targets:
             raise ValueError(f"only {len(pool)} images of digit {c.adv_digit}; need {n_adv + c.n_targets}")
         order = torch.from_numpy(rng.permutation(len(pool)))
-        adv_x = 1.0 - pool[order[:n_adv]]
-        target_x = 1.0 - pool[order[n_adv : n_adv + c.n_targets]]
+        adv_x = self._transform(pool[order[:n_adv]], clean_train.inputs, rng)
+        target_x = self._transform(pool[order[n_adv : n_adv + c.n_targets]], clean_train.inputs, rng)
         true_target_label = 1 - c.adv_label  # the "other" class: a flip means the attack worked
 
         train = Split(concat(clean_train.inputs, adv_x),
@@ -95,3 +104,16 @@ class InvertedDigit(Attack):
             classes=[str(a), str(b)],
             info={"n_adv": n_adv, "n_clean": len(clean_train), "adv_digit": c.adv_digit},
         )
+
+    def _transform(self, x: torch.Tensor, clean: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The configured change of the adversarial digit's images (``transform``)."""
+        t = self.config.transform
+        if t == "none":
+            return x.clone()
+        inv = 1.0 - x
+        if t == "invert":
+            return inv
+        norms = clean.flatten(1).norm(dim=1)
+        want = norms[torch.from_numpy(rng.integers(0, len(norms), len(inv)))]
+        have = inv.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return inv * (want / have).view(-1, *([1] * (inv.dim() - 1)))

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,8 +17,12 @@ from benchmark.config import ConfigError
 from benchmark.data.types import DatasetError, resolve_cache_dir, resolve_data_root
 from benchmark.experiment import SCALES
 from benchmark.registry import ALL, RegistryError
-from benchmark.store import RecordStore, resolve_output_dir
+from benchmark.runner import current_records
+from benchmark.store import resolve_output_dir
 from benchmark.suggest import did_you_mean
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GOLDEN = REPO_ROOT / "results" / "paper" / "golden_smoke.json"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -39,8 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="decoded-data and training cache (default: $BENCHMARK_CACHE_DIR or ./.cache/benchmark)")
     run.add_argument("--download", action="store_true", help="allow official download routes")
     run.add_argument("--experiment", action="append", default=[], help="only this experiment (repeatable)")
+    run.add_argument("--only", action="append", default=[], metavar="ENTRY",
+                     help="only the experiments of this suite entry, e.g. 000-fig1 (repeatable; "
+                          "`python -m benchmark list entries` lists them)")
     run.add_argument("--method", action="append", default=[], help="only this method label or name (repeatable)")
     run.add_argument("--trials", type=int, default=None, help="override the number of trials")
+    run.add_argument("--seed", type=int, default=None,
+                     help="suite seed (default: the suite's own, 0); every trial seed derives from it")
     run.add_argument("--defense", action="append", default=[], metavar="[LABEL:]NAME[=JSON]",
                      help="add a registered defense (in-tree or plugin) to every experiment whose "
                           "protocol evaluates it; optional JSON object of parameters and a label "
@@ -52,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="resolve and validate every trial config and method, run nothing")
 
-    lst = sub.add_parser("list", help="list registered components")
-    lst.add_argument("kind", nargs="?", default=None, help=f"one of: {', '.join(ALL)}")
+    lst = sub.add_parser("list", help="list registered components and the suites' entries with their status")
+    lst.add_argument("kind", nargs="?", default=None, help=f"one of: {', '.join(ALL)}, entries")
 
     diag = sub.add_parser("diagnose", help="paper 000 Fig. 2 / Fig. 3 training diagnostics for one trial")
     _common(diag)
@@ -65,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--max-clean", type=int, default=1000,
                       help="random sample of D_cl used for the loss tracking (all of D_adv is used)")
     diag.add_argument("--figure-dir", default="diagnostics", help="where PNG and JSON files go")
+
+    chk = sub.add_parser("check", help="rerun the golden smoke run and compare it with the committed golden "
+                                       "values (fails naming entry, metric, expected, got, tolerance)")
+    chk.add_argument("--golden", default=str(DEFAULT_GOLDEN),
+                     help=f"golden file (default: {DEFAULT_GOLDEN.relative_to(REPO_ROOT)} in this checkout)")
+    chk.add_argument("--data-root", default=None, help="dataset root (default: $BENCHMARK_DATA_ROOT or ./data)")
+    chk.add_argument("--cache-dir", default=None)
+    chk.add_argument("--output-dir", default=None,
+                     help="where the rerun's records go (default: a fresh temporary directory)")
+    chk.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="render leaderboards from stored records")
     _common(rep)
@@ -99,31 +120,71 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "diagnose":
             return cmd_diagnose(args)
+        if args.command == "check":
+            return cmd_check(args)
         return cmd_run(args)
     except KeyboardInterrupt:
         print("\ninterrupted; finished records are kept: rerun the same command to resume", file=sys.stderr)
         return 130
-    except (RegistryError, ConfigError, DatasetError, ValueError) as exc:
+    except (RegistryError, ConfigError, DatasetError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
 def cmd_list(kind: str | None) -> int:
+    if kind == "entries":
+        print(entry_table())
+        return 0
     kinds = [kind] if kind else list(ALL)
     for k in kinds:
         if k not in ALL:
-            raise RegistryError(f"unknown kind {k!r}{did_you_mean(k, ALL)} Kinds: {', '.join(ALL)}")
+            raise RegistryError(f"unknown kind {k!r}{did_you_mean(k, [*ALL, 'entries'])} "
+                                f"Kinds: {', '.join(ALL)}, entries")
         print(f"{k}:")
         for e in ALL[k].entries():
             origin = "" if e.origin == "in-tree" else f"  [{e.origin}]"
             print(f"  {e.name:<22} {e.description}{origin}")
+    if kind is None:
+        print("\nentries (python -m benchmark run --suite SUITE --only ENTRY):")
+        print(entry_table())
     return 0
 
 
+def entry_status(suite, entry, scale: str) -> str:
+    """``runs`` or why the entry (or some of its experiments) is not run at ``scale``."""
+    if entry.missing is not None:
+        return entry.missing.describe()
+    parts = []
+    for name in entry.experiments:
+        why = suite.experiment(name).not_run.get(scale)
+        if why is not None:
+            parts.append(f"{name}: {why.describe()}")
+    n_run = len(entry.experiments) - len(parts)
+    if not parts:
+        return f"runs ({n_run} experiment{'s' if n_run != 1 else ''})"
+    return (f"runs {n_run} of {len(entry.experiments)}; " if n_run else "") + "; ".join(parts)
+
+
+def entry_table() -> str:
+    """Every suite entry with its status at each scale."""
+    from benchmark.runner import get_suite
+
+    lines = []
+    for e in ALL["suites"].entries():
+        suite = get_suite(e.name)
+        for entry in suite.entries:
+            lines.append(f"  {entry.id:<26} [{suite.name}] paper {entry.paper} {entry.ref}: {entry.title}")
+            for scale in SCALES:
+                lines.append(f"      {scale:<6} {entry_status(suite, entry, scale)}")
+    return "\n".join(lines) if lines else "  (no suite has entries)"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.runner import RunOptions, get_suite, plan_suite, run_suite
+    from benchmark.runner import RunOptions, get_suite, plan_suite, run_suite, skipped_experiments
 
     suite = get_suite(args.suite)
+    if args.seed is not None:
+        suite = dataclasses.replace(suite, seed=args.seed)
     opts = RunOptions(
         scale=args.scale,
         data_root=resolve_data_root(args.data_root),
@@ -131,12 +192,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         output_dir=resolve_output_dir(args.output_dir),
         download=args.download,
         experiments=tuple(args.experiment),
+        entries=tuple(args.only),
         methods=tuple(args.method),
         trials=args.trials,
         extra_methods=tuple(method_specs(args.defense, "defenses") + method_specs(args.ranker, "target_rankers")),
         progress=not args.no_progress,
         device=args.device,
     )
+    for sk in skipped_experiments(suite, opts):
+        print(f"not run at scale {opts.scale}: {sk.experiment} ({sk.why})")
     if args.dry_run:
         plans = plan_suite(suite, opts)
         n_trials = sum(len(p.trials) for p in plans)
@@ -151,6 +215,36 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"({time.perf_counter() - t0:.1f} s); records in {opts.output_dir}\n")
     print(_render(suite, opts.output_dir, scale=opts.scale))
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Rerun the golden file's suite, scale and seed; exit 1 naming every value out of tolerance."""
+    from benchmark.golden import compare, entry_names, load_golden, moved, run_and_collect
+
+    from benchmark.runner import get_suite
+
+    golden = load_golden(Path(args.golden))
+    version = get_suite(golden["suite"]).version
+    if version != golden["suite_version"]:
+        raise ConfigError(f"golden file {args.golden} was made for suite {golden['suite']!r} v{golden['suite_version']}, "
+                          f"the suite is now v{version}: rebuild it with `python -m benchmark.tools.make_golden`")
+    out = args.output_dir
+    with tempfile.TemporaryDirectory(prefix="benchmark-check-") as tmp:
+        output_dir = Path(out) if out else Path(tmp)
+        t0 = time.perf_counter()
+        got, suite = run_and_collect(golden["suite"], golden["scale"], int(golden["seed"]),
+                                     resolve_data_root(args.data_root), resolve_cache_dir(args.cache_dir),
+                                     output_dir, progress=not args.no_progress)
+    failures = compare(golden, got, entry_names(suite))
+    n = len(golden["values"])
+    print(f"check: suite {golden['suite']} v{suite.version} at scale {golden['scale']}, seed {golden['seed']}: "
+          f"{n - len(failures)} of {n} golden values within tolerance ({time.perf_counter() - t0:.0f} s)")
+    for f in failures:
+        print(f"  FAIL {f.describe()}")
+    drift = moved(golden, got)
+    if drift:
+        print(f"  ({len(drift)} value(s) moved within their seed-spread tolerance, e.g. {drift[0].describe()})")
+    return 1 if failures else 0
 
 
 def method_specs(items: list[str], kind: str):
@@ -179,33 +273,12 @@ def method_specs(items: list[str], kind: str):
     return specs
 
 
-def current_records(suite, output_dir: Path, scale: str | None = None) -> tuple[list, int]:
-    """The stored records of ``suite`` that its current definition would produce (same suite
-    version, and each trial's config hash equal to what the experiment resolves to now), and the
-    number of stale ones left out."""
-    records, stale = [], 0
-    experiments = {e.name: e for e in suite.experiments}
-    hashes: dict[tuple[str, str, int], str] = {}
-    for r in RecordStore(output_dir).records(suite.name):
-        if scale is not None and r.scale != scale:
-            continue
-        exp = experiments.get(r.experiment)
-        key = (r.experiment, r.scale, r.trial)
-        if exp is not None and key not in hashes:
-            hashes[key] = exp.resolve(r.scale, r.trial, suite.seed).hash
-        if r.suite_version != suite.version or exp is None or r.config_hash != hashes[key]:
-            stale += 1
-            continue
-        records.append(r)
-    return records, stale
-
-
 def _render(suite, output_dir: Path, scale: str | None = None, fmt: str = "github") -> str:
     from benchmark.report import render
 
     records, stale = current_records(suite, output_dir, scale)
     comparisons = {e.name: e.comparisons for e in suite.experiments}
-    out = render(records, suite.name, fmt=fmt, comparisons=comparisons,
+    out = render(records, suite.name, fmt=fmt, comparisons=comparisons, min_asr=suite.min_asr, claims=suite.claims,
                  order=[e.name for e in suite.experiments])
     if stale:
         out += (f"\n({stale} stored record(s) of older versions or configurations of suite {suite.name!r} "
@@ -227,7 +300,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "latex":  # the stale-records note goes through the LaTeX escaping too
         records, stale = current_records(suite, output_dir)
         notes = [f"({stale} stored record(s) of older versions or configurations of suite {suite.name!r} left out)"]
-        print(render(records, suite.name, fmt="latex", comparisons={e.name: e.comparisons for e in suite.experiments},
+        print(render(records, suite.name, fmt="latex", min_asr=suite.min_asr, claims=suite.claims,
+                     comparisons={e.name: e.comparisons for e in suite.experiments},
                      order=order, standalone=args.standalone, notes=notes if stale else None), end="")
     else:
         print(_render(suite, output_dir))

@@ -12,6 +12,8 @@ from typing import Iterable
 
 from tabulate import tabulate
 
+from benchmark.claims import claim_rows
+from benchmark.claims import evaluate as evaluate_claims
 from benchmark.metrics import higher_is_better, paired_difference, summarize
 from benchmark.store import Record
 
@@ -95,7 +97,8 @@ class Section:
 def render(records: list[Record], suite_name: str, fmt: str = "github",
            comparisons: dict[str, tuple[tuple[str, str], ...]] | None = None,
            paper_numbers: list[PaperNumber] | None = None, order: list[str] | None = None,
-           standalone: bool = False, notes: list[str] | None = None) -> str:
+           standalone: bool = False, notes: list[str] | None = None, min_asr: float | None = None,
+           claims: tuple = ()) -> str:
     """Markdown (``fmt='github'``, or another ``tabulate`` format) or LaTeX (``fmt='latex'``)
     leaderboards, one section per experiment/scale, in ``order`` (the suite's experiment order;
     others follow alphabetically).
@@ -105,14 +108,18 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
     control matched), then the paired differences.  LaTeX is a fragment that compiles as-is with
     ``booktabs``: one ``table`` float with a caption per table, every text escaped
     (:func:`latex_escape`); ``standalone=True`` wraps it in a minimal ``article`` document.
-    ``notes`` are sentences appended at the end."""
+    ``notes`` are sentences appended at the end.  With ``min_asr``, an experiment whose mean
+    attack success without defense is below it shows its attack line and that the attack did not
+    succeed, and no method table (a defense measured against a failed attack says nothing).
+    ``claims`` (:class:`benchmark.claims.Claim`) add a claims table per scale at the end."""
     latex = fmt.startswith("latex")
     if not records:
         msg = f"No records for suite {suite_name!r} yet: run `python -m benchmark run --suite {suite_name}`."
         if not latex:
             return msg + "".join(f"\n\n{n}" for n in notes or ()) + ("\n" if notes else "")
         return _latex_output([], [msg, *(notes or ())], standalone)
-    sections = build_sections(records, suite_name, comparisons, paper_numbers, order)
+    sections = build_sections(records, suite_name, comparisons, paper_numbers, order, min_asr)
+    sections += claim_sections(records, suite_name, claims, min_asr)
     if latex:
         return _latex_output(sections, list(notes or ()), standalone)
     out: list[str] = []
@@ -136,7 +143,7 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
 def build_sections(records: list[Record], suite_name: str,
                    comparisons: dict[str, tuple[tuple[str, str], ...]] | None = None,
                    paper_numbers: list[PaperNumber] | None = None,
-                   order: list[str] | None = None) -> list[Section]:
+                   order: list[str] | None = None, min_asr: float | None = None) -> list[Section]:
     """The report's content, independent of the output format (see :func:`render`)."""
     records = disambiguate_labels(records)
     rank = {name: i for i, name in enumerate(order or [])}
@@ -177,9 +184,49 @@ def build_sections(records: list[Record], suite_name: str,
                                     label + "-control", headers, rows,
                                     title=CONTROL_TITLE[0].upper() + CONTROL_TITLE[1:], latex_headers=tex))
         after = [_comparison_line(by_method, a, b, metrics) for a, b in comparisons.get(experiment, ())]
-        sections.append(Section(heading, [_trial_line(recs, failed_trials, skipped[0].message if skipped else "")],
-                                tables, after))
+        before = [_trial_line(recs, failed_trials, skipped[0].message if skipped else "")]
+        weak = attack_not_successful(recs, min_asr)
+        if weak is not None:
+            before.append(f"Attack not successful at scale {scale}: mean ASR without defense {weak:.3f} < "
+                          f"{min_asr:g}; the defenses' numbers are not reported (they would measure nothing).\n")
+            tables, after = [], []
+        sections.append(Section(heading, before, tables, after))
     return sections
+
+
+def claim_sections(records: list[Record], suite_name: str, claims: tuple, min_asr: float | None) -> list[Section]:
+    """One claims table per scale (:mod:`benchmark.claims`); experiments whose attack did not
+    succeed are not evaluated."""
+    if not claims:
+        return []
+    out = []
+    for scale in sorted({r.scale for r in records}):
+        recs = [r for r in records if r.scale == scale]
+        by_exp: dict[str, list[Record]] = defaultdict(list)
+        for r in recs:
+            by_exp[r.experiment].append(r)
+        weak = [e for e, rs in by_exp.items() if attack_not_successful(rs, min_asr) is not None]
+        headers, rows = claim_rows(evaluate_claims(claims, recs, scale, weak))
+        heading = f"{suite_name}: the papers' claims at scale {scale}"
+        before = ["A check holds when the paired per-trial difference (or the mean) points the claimed way; "
+                  "'significant' when its 95% t-interval over trials excludes 0 (or the bound)."
+                  + (f" Not evaluated: experiments whose attack did not succeed ({', '.join(sorted(weak))})."
+                     if weak else "") + "\n"]
+        out.append(Section(heading, before, [Table(f"{heading}.", "tab:" + _label(f"{suite_name}-claims-{scale}"),
+                                                   headers, rows)], []))
+    return out
+
+
+def attack_not_successful(recs: list[Record], min_asr: float | None) -> float | None:
+    """The mean ASR without defense over the trials of ``recs`` when it is below ``min_asr``
+    (trials where no target was flipped count as ASR 0), else ``None``."""
+    if min_asr is None:
+        return None
+    per_trial = {r.trial: r for r in recs}
+    vals = [_attack_fact(r, "asr_no_defense") for r in per_trial.values()]
+    vals = [0.0 if v is None or v != v else v for v in vals]
+    mean = sum(vals) / len(vals) if vals else 0.0
+    return mean if mean < min_asr else None
 
 
 def _cells_note(metrics: list[str]) -> str:

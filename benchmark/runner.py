@@ -20,6 +20,7 @@ from benchmark.api import Protocol
 from benchmark.config import ConfigError, build, check_call_params, to_jsonable
 from benchmark.data.featurizers import build_featurizer
 from benchmark.experiment import Experiment, MethodSpec, Suite, TrialConfig
+from benchmark.api.evidence import TRIAL_METHODS
 from benchmark.methods import build_method, method_hash, oracle_needs
 from benchmark.metrics import HIGHER_IS_BETTER, higher_is_better
 from benchmark.models import check_model_params
@@ -42,6 +43,7 @@ class RunOptions:
     output_dir: Path = Path("runs")
     download: bool = False
     experiments: tuple[str, ...] = ()  # empty: all
+    entries: tuple[str, ...] = ()  # ``--only``: the experiments of these suite entries
     methods: tuple[str, ...] = ()  # empty: all
     trials: int | None = None  # override the number of trials
     extra_methods: tuple[MethodSpec, ...] = ()  # e.g. a plugin defense added from the command line
@@ -62,6 +64,12 @@ class PlannedMethod:
     spec: MethodSpec
     method: Any
     hash: str
+
+
+@dataclass
+class Skipped:
+    experiment: str
+    why: str
 
 
 @dataclass
@@ -137,18 +145,38 @@ def experiment_methods(exp: Experiment, protocol: Protocol, opts: RunOptions) ->
     return [(m, None) for m in own] + extra
 
 
-def plan_suite(suite: Suite, opts: RunOptions) -> list[ExperimentPlan]:
-    """Resolve and validate every trial config and method of the run (no data is loaded)."""
-    if opts.trials is not None and opts.trials < 1:
-        raise ConfigError(f"--trials must be >= 1, got {opts.trials}")
+def selected_experiments(suite: Suite, opts: RunOptions) -> list[Experiment]:
+    """The experiments ``--experiment`` and ``--only`` select (both empty: all), in suite order."""
     names = [e.name for e in suite.experiments]
     for e in opts.experiments:
         if e not in names:
             raise ConfigError(f"suite {suite.name!r} has no experiment {e!r}{did_you_mean(e, names)} "
                               f"It has: {', '.join(names)}")
+    if opts.entries and not suite.entries:
+        raise ConfigError(f"--only selects entries, but suite {suite.name!r} has none; use --experiment")
+    wanted = set(opts.experiments)
+    for entry_id in opts.entries:
+        entry = suite.entry(entry_id)
+        if not entry.experiments:
+            raise ConfigError(f"entry {entry_id!r} has nothing to run: {entry.missing.describe()}")
+        wanted |= set(entry.experiments)
+    return [e for e in suite.experiments if not wanted or e.name in wanted]
+
+
+def skipped_experiments(suite: Suite, opts: RunOptions) -> list[Skipped]:
+    """Selected experiments not run at this scale, with the reason (shown, never substituted)."""
+    return [Skipped(e.name, e.not_run[opts.scale].describe())
+            for e in selected_experiments(suite, opts) if opts.scale in e.not_run]
+
+
+def plan_suite(suite: Suite, opts: RunOptions) -> list[ExperimentPlan]:
+    """Resolve and validate every trial config and method of the run (no data is loaded).
+    Experiments marked not run at the scale are left out (:func:`skipped_experiments`)."""
+    if opts.trials is not None and opts.trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {opts.trials}")
     plans: list[ExperimentPlan] = []
-    for exp in suite.experiments:
-        if opts.experiments and exp.name not in opts.experiments:
+    for exp in selected_experiments(suite, opts):
+        if opts.scale in exp.not_run:
             continue
         tc0 = exp.resolve(opts.scale, 0, suite.seed)
         validate_trial_config(tc0)
@@ -184,6 +212,9 @@ def _check_selection(plans: list[ExperimentPlan], opts: RunOptions) -> None:
             kinds = sorted({k for p in plans for k in p.protocol.method_kinds})
             raise ConfigError(f"{spec.kind} {spec.name!r} (label {spec.label!r}) is evaluated by no selected "
                               f"experiment: their protocols evaluate {kinds}, and none accepts this method")
+    if not plans:
+        raise ConfigError(f"the selection leaves no experiment to run at scale {opts.scale!r} (each selected "
+                          f"experiment is marked not run there: `python -m benchmark list` says why)")
     if not any(p.methods for p in plans):
         raise ConfigError("the selection leaves no method to run")
 
@@ -228,6 +259,7 @@ def _run_trial(suite: Suite, plan: ExperimentPlan, tc: TrialConfig, todo: list[P
                opts: RunOptions, store: RecordStore, summary: RunSummary) -> int:
     protocol = plan.protocol
     prepared = prepare_trial(tc, opts.data_root, opts.cache_dir, opts.download, device=opts.device)
+    prepared.memo[TRIAL_METHODS] = tuple(pm.method for pm in todo)  # shared passes (engine)
     state = protocol.setup(prepared, numpy_rng(tc.seed, "protocol"))
     common = dict(
         suite=suite.name, suite_version=suite.version, experiment=plan.experiment.name, scale=tc.scale,
@@ -257,3 +289,24 @@ def _run_trial(suite: Suite, plan: ExperimentPlan, tc: TrialConfig, todo: list[P
         store.write(rec)
         written += 1
     return written
+
+
+def current_records(suite, output_dir: Path, scale: str | None = None) -> tuple[list, int]:
+    """The stored records of ``suite`` that its current definition would produce (same suite
+    version, and each trial's config hash equal to what the experiment resolves to now), and the
+    number of stale ones left out."""
+    records, stale = [], 0
+    experiments = {e.name: e for e in suite.experiments}
+    hashes: dict[tuple[str, str, int], str] = {}
+    for r in RecordStore(Path(output_dir)).records(suite.name):
+        if scale is not None and r.scale != scale:
+            continue
+        exp = experiments.get(r.experiment)
+        key = (r.experiment, r.scale, r.trial)
+        if exp is not None and key not in hashes:
+            hashes[key] = exp.resolve(r.scale, r.trial, suite.seed).hash
+        if r.suite_version != suite.version or exp is None or r.config_hash != hashes[key]:
+            stale += 1
+            continue
+        records.append(r)
+    return records, stale

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 #: Part of every training-cache key: bump it when the trainer would produce a different
 #: trajectory from the same config and data (a code change that matters).
-TRAINING_CACHE_VERSION = 2
+TRAINING_CACHE_VERSION = 3  # 3: keyed by the training hash (protocol excluded)
 
 
 @dataclass
@@ -196,12 +196,13 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
 
 
 def training_cache_key(tc: TrialConfig, train_f: Featurized) -> str:
-    """What a trained trajectory was computed from: the trial config and seed, the featurized
-    training set's content, and the trainer's cache version."""
+    """What a trained trajectory was computed from: the trial config without its protocol
+    (:attr:`TrialConfig.training_hash`) and seed, the featurized training set's content, and the
+    trainer's cache version.  Protocols of one seed group thus share one training per trial."""
     h = hashlib.sha256()
     content_hash_update(h, train_f.inputs)
     content_hash_update(h, train_f.labels)
-    return stable_hash({"trial": tc.hash, "train_data": h.hexdigest(), "version": TRAINING_CACHE_VERSION})
+    return stable_hash({"trial": tc.training_hash, "train_data": h.hexdigest(), "version": TRAINING_CACHE_VERSION})
 
 
 def _load_training(path: Path) -> TrainingRun | None:

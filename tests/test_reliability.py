@@ -111,7 +111,7 @@ def test_other_data_never_reuses_a_trained_model_or_record(tmp_path, monkeypatch
 
 
 def test_report_leaves_out_records_of_an_older_configuration(tmp_path):
-    from benchmark.cli import current_records
+    from benchmark.runner import current_records
 
     run_suite(_suite(), _opts(tmp_path))
     changed = Suite("rel", 1, "", (Experiment("toy", "", {**TOY_CONFIG, "trials": ours(1),

@@ -176,7 +176,13 @@ def test_calibration_file_reproduces_from_its_command(path):
         attack = attack_registry.get(spec["name"])(**spec["params"])
         counts = attack.poison_counts(_class_sizes(tc.values["dataset"]["name"]))
         assert (counts.n_adv, counts.n_train) == (want["n_adv"], want["n_train"]), (spec, want)
-    chosen = next((r for r in rec["settings"] if r["asr_mean"] >= rec["min_asr"]), None)
+    cap = rec.get("max_scorer_auprc")  # --scorers: the toy must not be solved by trivial scorers
+
+    def ok(r: dict) -> bool:
+        return r["asr_mean"] >= rec["min_asr"] and (cap is None or all(
+            v < cap for v in r["scorer_auprc_mean"].values()))
+
+    chosen = next((r for r in rec["settings"] if ok(r)), None)
     assert rec["chosen"] == chosen
 
 

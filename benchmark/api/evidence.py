@@ -21,6 +21,12 @@ NEEDS: dict[str, str] = {
 ORACLE_NEEDS = frozenset({"clean_validation", "poison_budget"})
 
 
+#: Key of the trial memo (and of ``Evidence.extras``) under which the runner lists the methods it
+#: runs on a trial, so that methods sharing work (one engine pass for several estimators) know
+#: what to compute in that pass.
+TRIAL_METHODS = "trial_methods"
+
+
 class MissingEvidence(AttributeError):
     pass
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from benchmark.api import Evidence, RemovalRule
+from benchmark.api.evidence import TRIAL_METHODS
 from benchmark.config import ConfigError, unwrap
 from benchmark.registry import removal_rules
 from benchmark.rng import torch_rng
@@ -26,7 +27,8 @@ def make_evidence(p: PreparedTrial, requires: frozenset[str], rng: np.random.Gen
         idx = torch.as_tensor(train_subset, dtype=torch.long)
         x, y = x[idx], y[idx]
     ev = Evidence(train_inputs=x, train_labels=y, num_classes=p.attacked.num_classes, rng=rng,
-                  granted=frozenset(requires), extras={"influence_memo": p.memo})
+                  granted=frozenset(requires),
+                  extras={"influence_memo": p.memo, TRIAL_METHODS: p.memo.get(TRIAL_METHODS, ())})
     if requires & {"model", "checkpoints"}:
         ev.model_factory = p.model_factory
         ev.train_config = run.config  # hyperparameters (e.g. weight decay) are the defender's own

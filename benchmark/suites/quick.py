@@ -6,7 +6,10 @@ from benchmark.config import ours, paper, reference_code
 from benchmark.experiment import Experiment, MethodSpec, Suite
 from benchmark.registry import suites
 
-VERSION = 2  # 2: IF over all parameters, RP two-class view, records keyed by method hash
+#: 2: IF over all parameters, RP two-class view, records keyed by method hash.
+#: 3 (issue 14 item 5): the inverted digits are rescaled to clean images' norms, so that the
+#: trivial scorers (input norm, loss, gradient norm) no longer solve the toy.
+VERSION = 3
 
 TOY_CONFIG = {
     "dataset": {"name": "digits", "params": {}},
@@ -18,6 +21,9 @@ TOY_CONFIG = {
             "adv_label": paper(1, "000 Sec. 4.1: the MNIST 0s are labelled airplane"),
             "adv_fraction": paper(0.015, "000 Sec. 4.1: |D_adv| = 150 for |D_cl| = 10,000"),
             "n_targets": ours(20),
+            "transform": ours("invert-matched-norm",
+                              "calibrated against the trivial scorers only, before any estimator ran on it: "
+                              "results/calibration/quick_toy_trivial.json (plain inversion: input norm AUPRC 1.000)"),
         },
     },
     "model": {"name": "mlp", "params": {"hidden": ours(32), "depth": ours(1)}},
@@ -52,6 +58,15 @@ ESTIMATORS = (
     MethodSpec("Influence Func.-L", "if-l", params={"layers": IF_SCOPE}),
     MethodSpec("Representer Pt.", "rp"),
     MethodSpec("Rn. Representer Pt.", "rp-renorm"),
+)
+
+#: Trivial scorers beside the estimators (issue 14 item 5): an estimator that does not beat these
+#: has not shown anything.
+TRIVIAL = (
+    MethodSpec("Random", "random"),
+    MethodSpec("Input norm", "input-norm"),
+    MethodSpec("Loss", "loss"),
+    MethodSpec("Gradient norm", "grad-norm"),
 )
 
 #: (renormalized, original) pairs whose paired per-trial difference the report gives.
@@ -116,7 +131,7 @@ def quick_suite() -> Suite:
                 name="inverted-digit",
                 description="Inverted 3s labelled as 9 inside a 6-vs-9 digits task; AUPRC of D_adv for a random target",
                 config=TOY_CONFIG,
-                methods=ESTIMATORS,
+                methods=ESTIMATORS + TRIVIAL,
                 scales={"smoke": {"trials": ours(3)}},
                 comparisons=RENORMALIZATION_PAIRS,
                 paper_reference="paper 000 Sec. 4.1, Fig. 1 (CIFAR-10 frog vs airplane + 150 MNIST 0s)",

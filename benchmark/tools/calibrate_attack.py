@@ -30,7 +30,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmark.data.types import resolve_cache_dir, resolve_data_root
-from benchmark.experiment import Experiment, TrialConfig, deep_merge
+from benchmark.experiment import Experiment, MethodSpec, TrialConfig, deep_merge
+from benchmark.methods import build_method
+from benchmark.registry import protocols
+from benchmark.rng import numpy_rng
 from benchmark.tools import commands
 
 TOOL = "python -m benchmark.tools.calibrate_attack"
@@ -71,17 +74,39 @@ def resolve(exp: Experiment, grid: dict[str, list], trials: int, scale: str, min
             "dry_run": True, "settings": rows}
 
 
+def scorer_auprc(p, scorers: Sequence[str], seed: int) -> dict[str, float]:
+    """AUPRC of D_adv for each trivial scorer (registered defense names) on trial ``p``, through
+    the adversarial-set protocol (one random successful target); NaN when no target succeeded."""
+    protocol = protocols.get("adversarial-set")()
+    state = protocol.setup(p, numpy_rng(seed, "protocol"))
+    out = {}
+    for name in scorers:
+        if state is None:
+            out[name] = float("nan")
+            continue
+        method = build_method(MethodSpec(name, name))
+        out[name] = float(protocol.evaluate(p, state, method, numpy_rng(seed, "method", name)).metrics["auprc"])
+    return out
+
+
 def calibrate(exp: Experiment, grid: dict[str, list], trials: int, scale: str, data_root: Path,
-              cache_dir: Path, min_asr: float, suite_seed: int = 0) -> dict:
+              cache_dir: Path, min_asr: float, suite_seed: int = 0, scorers: Sequence[str] = (),
+              max_scorer_auprc: float | None = None) -> dict:
+    """Attack success and clean accuracy of every grid setting; with ``scorers`` (trivial
+    baseline defenses) also their adversarial-set AUPRC, and the chosen setting must keep every
+    scorer's mean AUPRC below ``max_scorer_auprc``."""
     from benchmark.metrics import summarize
     from benchmark.trial import prepare_trial
 
     rows = []
     for s in settings(exp, grid, scale):
         asr, acc, asr_counts, clean_counts = [], [], [], []
+        trivial: dict[str, list[float]] = {n: [] for n in scorers}
         t0 = time.perf_counter()
         for tc in s.trials(scale, trials, suite_seed):
             p = prepare_trial(tc, data_root, cache_dir)
+            for name, v in scorer_auprc(p, scorers, tc.seed).items():
+                trivial[name].append(v)
             h, eligible = p.attack_success()  # the one definition (benchmark.trial)
             pred_c = p.predict(p.test.inputs).numpy()
             c = int((pred_c == p.test.labels.numpy()).sum())
@@ -101,8 +126,19 @@ def calibrate(exp: Experiment, grid: dict[str, list], trials: int, scale: str, d
             "clean_counts_per_trial": clean_counts,
             "wall_time_s": round(time.perf_counter() - t0, 1),
         })
-    chosen = next((r for r in rows if r["asr_mean"] >= min_asr), None)
-    return {"experiment": exp.name, "scale": scale, "trials": trials, "min_asr": min_asr,
+        if scorers:
+            rows[-1]["scorer_auprc_mean"] = {n: summarize(v).mean for n, v in trivial.items()}
+            rows[-1]["scorer_auprc_per_trial"] = {n: [round(x, 4) for x in v] for n, v in trivial.items()}
+
+    def ok(r: dict) -> bool:
+        if r["asr_mean"] < min_asr:
+            return False
+        return not scorers or max_scorer_auprc is None or all(
+            v < max_scorer_auprc for v in r["scorer_auprc_mean"].values())
+
+    chosen = next((r for r in rows if ok(r)), None)
+    extra = {"scorers": list(scorers), "max_scorer_auprc": max_scorer_auprc} if scorers else {}
+    return {"experiment": exp.name, "scale": scale, "trials": trials, "min_asr": min_asr, **extra,
             "asr_definition": "successes / eligible targets (benchmark.trial.PreparedTrial.attack_success)",
             "chosen": chosen, "settings": rows}
 
@@ -122,6 +158,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--min-asr", type=float, default=0.9)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--scorers", nargs="+", default=[], metavar="DEFENSE",
+                    help="trivial baseline defenses (e.g. random input-norm loss grad-norm) whose "
+                         "adversarial-set AUPRC is measured too (a toy must not be solved by them)")
+    ap.add_argument("--max-scorer-auprc", type=float, default=None,
+                    help="with --scorers: the chosen setting keeps every scorer's mean AUPRC below this")
     ap.add_argument("--dry-run", action="store_true",
                     help="print the resolved settings and trial hashes; no data, no training")
     return ap.parse_args(argv)
@@ -148,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         out = resolve(exp, grid, args.trials, args.scale, args.min_asr, suite.seed)
     else:
         out = calibrate(exp, grid, args.trials, args.scale, resolve_data_root(args.data_root),
-                        resolve_cache_dir(args.cache_dir), args.min_asr, suite.seed)
+                        resolve_cache_dir(args.cache_dir), args.min_asr, suite.seed, args.scorers,
+                        args.max_scorer_auprc)
     out["command"] = command_line(argv)
     json.dump(out, sys.stdout, indent=1)
     sys.stdout.write("\n")

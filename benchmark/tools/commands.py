@@ -7,7 +7,8 @@ import shlex
 from typing import Sequence
 
 #: Flags whose value is a machine path, and the placeholder the recorded command uses instead.
-PATH_FLAGS = {"--data-root": '"$BENCHMARK_DATA_ROOT"', "--cache-dir": '"$BENCHMARK_CACHE_DIR"'}
+PATH_FLAGS = {"--data-root": '"$BENCHMARK_DATA_ROOT"', "--cache-dir": '"$BENCHMARK_CACHE_DIR"',
+              "--work-dir": '"$WORK_DIR"', "--output-dir": '"$BENCHMARK_OUTPUT_DIR"'}
 
 
 def command_line(tool: str, argv: Sequence[str], drop: Sequence[str] = ()) -> str:

@@ -29,6 +29,11 @@ Solvers and their effective damping:
 Eq. 9 divides by ``||g_i||`` over the same parameter subset (the reference code's IF uses every
 parameter, so there the two coincide); ``if-l`` divides each parameter tensor's block by that
 block's norm (the reference code computes this layer norm but does not use it).
+
+Shared passes: given the trial's memo (``evidence.extras["influence_memo"]``) and the exact
+solver, the three variants of a trial with the same scope and settings share the damped
+inverse Hessian and one engine pass computing all three reductions
+(:func:`~defenses.influence.engine.score_matrices`), bit-identical to the memo-less path.
 """
 from __future__ import annotations
 
@@ -48,11 +53,18 @@ from defenses.influence.engine import (
     Preconditioner,
     WeightedCheckpoint,
     resolve_params,
+    score_matrices,
     score_matrix,
 )
 from defenses.influence.hessian import SubsetObjective, conjugate_gradient, damped_inverse, lissa
 
 SOLVERS = ("exact", "cg", "lissa")
+
+#: The IF family's reductions: one shared pass computes all three (:meth:`InfluenceFunctions.score`).
+FAMILY_REDUCTIONS = ("dot", "train_cosine", "layerwise_train_cosine")
+
+#: Largest total size of the extra score matrices a shared pass keeps in the trial's memo (ours).
+MEMO_EXTRA_BYTES = 1 << 30
 
 
 @dataclass
@@ -121,11 +133,37 @@ class InfluenceFunctions(Defense):
         gen = torch.Generator().manual_seed(int(evidence.rng.integers(2**62)))
         pre = self._preconditioner(evidence, model, names, gen)
         ck = WeightedCheckpoint(evidence.final_params, 1.0 / len(y))
+        opts = EngineOptions(batch_size=c.batch_size, strategy=c.strategy, skip_zero_query=False)
+        memo = evidence.extras.get("influence_memo")
+        if memo is not None and c.solver == "exact":
+            return self._shared(evidence, memo, ck, names, pre, opts).numpy().copy()
         s = score_matrix(evidence.model_factory, [ck], x, y, qx, qy, reduction=self.reduction,
-                         layers=names, preconditioner=pre,
-                         options=EngineOptions(batch_size=c.batch_size, strategy=c.strategy,
-                                               skip_zero_query=False))
+                         layers=names, preconditioner=pre, options=opts)
         return s.numpy()
+
+    def _shared(self, evidence: Evidence, memo: dict, ck: WeightedCheckpoint, names: list[str],
+                pre: Preconditioner, opts: EngineOptions) -> torch.Tensor:
+        """This method's scores from the trial's shared pass: the first IF variant of a trial
+        with the same (shared, exact) preconditioner, scope and engine settings computes all
+        three reductions in one pass -- they combine the same per-layer Grams and training
+        norms against the same preconditioned queries, so the two extra ones cost next to
+        nothing -- and the others read theirs from the memo (which keeps the keyed objects
+        alive, so their ids are not reused).  Bit-identical to the memo-less path."""
+        x, y = evidence.train_inputs, evidence.train_labels
+        qx, qy = evidence.queries()
+        key = ("if-family-pass", id(pre), id(evidence.model_factory), id(evidence.final_params), id(x),
+               id(y), id(qx), id(qy), tuple(names), repr(opts))
+        if key not in memo:
+            memo[key] = ({}, (pre, evidence.model_factory, evidence.final_params, x, y, qx, qy))
+        done: dict = memo[key][0]
+        if self.reduction not in done:
+            todo = [self.reduction]
+            if len(y) * len(qy) * 8 * len(FAMILY_REDUCTIONS) <= MEMO_EXTRA_BYTES:
+                todo += [r for r in FAMILY_REDUCTIONS if r != self.reduction and r not in done]
+            got = score_matrices(evidence.model_factory, [ck], x, y, qx, qy, terms=[(r, True) for r in todo],
+                                 layers=names, preconditioner=pre, options=opts)
+            done.update({r: got[(r, True)] for r in todo})
+        return done[self.reduction]
 
     def _preconditioner(self, evidence: Evidence, model: torch.nn.Module, names: list[str],
                         gen: torch.Generator) -> Preconditioner:

@@ -43,9 +43,25 @@ How per-example gradients are obtained (no Python loop over examples):
 * parameters of modules without a rule (or used in a way the hooks cannot see) fall back to
   ``torch.func.vmap(grad(...))``.
 
-Loop order: checkpoints outermost (each loaded once), then query tiles (query features are
-computed once per checkpoint and tile and held), then training batches; memory is bounded by
-the query-tile and batch sizes.  Scores accumulate in float64; features are computed in the
+Shared passes: :func:`score_matrices` scores several *terms* ``(reduction, use_multiplicity)``
+in one pass -- e.g. the six TracIn-family estimators (dot, cosine, layerwise cosine; with or
+without TracIn's interval multiplicity) or the three IF variants.  Each training batch's
+gradient work is done once per checkpoint and query tile: per layer the raw Gram
+``<phi_i, P psi_j>`` and the training squared norm (``tiles.tile_parts``); every reduction is
+then an elementwise combination of them (``tiles.combine_tile``), weighted per term.
+:func:`score_matrix` is the one-term case, through the same two steps, so each term of a shared
+pass is bit-identical to scoring it alone.  Terms with multiplicity score only the credited rows
+(non-zero multiplicity), in their own batches beside the all-rows batches of the terms without:
+per-example results of batched kernels depend in the last bits on the batch they are computed
+in (``EngineOptions.share_multiplicity_batches`` trades this for one set of batches).  The
+defenses share a pass within a trial through the trial's memo (``evidence.extras
+["influence_memo"]``; ``defenses.influence.tracin``, ``defenses.influence.influence_functions``).
+
+Loop order: checkpoints outermost (each loaded once), then query tiles (query features, norms
+and preconditioning are computed once per checkpoint and tile and held), then the row groups
+(all rows; the credited rows) and their training batches, each combined into every term it
+feeds; memory is bounded by the query-tile and batch sizes (plus one ``(B, M)`` Gram per layer
+and one float64 matrix per term).  Scores accumulate in float64; features are computed in the
 model's dtype (float32 in production).
 
 Conventions (paper 000 Sec. 2 and the reference code, original_code.md Sec. 2.2-2.3), each an
@@ -64,7 +80,9 @@ option where the other choice is plausible:
 Layout: ``outputs`` (per-example scalars), ``features`` (feature types), ``algebra`` (norms,
 Grams, materialisation), ``conv_kernels`` (conv kernels without im2col), ``rules/`` (one file
 per layer type), ``gradients`` (the hooked pass and the torch.func fallback), ``maps``,
-``preconditioners``, ``options``, ``plan`` (strategy and tile size), ``tiles``, ``score``.
+``preconditioners``, ``options`` (also the term type), ``plan`` (strategy and tile size), ``tiles``
+(query side, tile parts and their combination per reduction), ``score`` (:func:`score_matrices`,
+:func:`score_matrix`).
 """
 from __future__ import annotations
 
@@ -73,11 +91,11 @@ from .features import ConvFeature, Dense, Factored, Feature, Indexed, Workspace
 from .gradients import BoundGradientMap
 from .maps import (BoundMap, BoundRepresentationMap, FeatureMap, GradientMap, RepresentationMap,
                    as_map, resolve_params)
-from .options import MIN_NORM, REDUCTIONS, EngineOptions, StateDict, WeightedCheckpoint
+from .options import MIN_NORM, REDUCTIONS, EngineOptions, StateDict, Term, WeightedCheckpoint
 from .outputs import OUTPUT_FUNCTIONS, gold_logit, gold_prob, output_function
 from .preconditioners import FunctionPreconditioner, MatrixPreconditioner, Preconditioner
 from .rules import RULES, RuleFn, rule_for
-from .score import score_matrix
+from .score import score_matrices, score_matrix
 
 __all__ = [
     "BoundGradientMap", "BoundMap", "BoundRepresentationMap", "ConvFeature", "Dense", "EngineOptions",
@@ -85,5 +103,5 @@ __all__ = [
     "MIN_NORM", "MatrixPreconditioner", "OUTPUT_FUNCTIONS", "Preconditioner", "REDUCTIONS", "RULES",
     "RepresentationMap", "RuleFn", "StateDict", "WeightedCheckpoint", "Workspace", "as_map",
     "cat_batch", "dot_dense", "gold_logit", "gold_prob", "gram", "materialise", "output_function",
-    "resolve_params", "rule_for", "score_matrix", "sq_norms",
+    "resolve_params", "rule_for", "score_matrices", "score_matrix", "sq_norms", "Term",
 ]

@@ -20,6 +20,11 @@ REDUCTIONS: dict[str, tuple[bool, bool, bool]] = {
     "layerwise_train_cosine": (True, True, False),
 }
 
+#: A term of a shared pass (:func:`~.score.score_matrices`): ``(reduction, use_multiplicity)``;
+#: ``use_multiplicity=True`` applies each checkpoint's ``train_multiplicity`` (TracIn's interval
+#: credit), ``False`` ignores it (TracInCP, GAS).
+Term = tuple[str, bool]
+
 STRATEGIES = ("auto", "kernel", "materialise")
 PIXEL_GRAM_MODES = ("auto", "always", "never")
 
@@ -44,8 +49,8 @@ class WeightedCheckpoint:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Settings of :func:`score_matrix` (conventions of the reference code where marked, the
-    rest only trade speed for memory)."""
+    """Settings of :func:`score_matrix` / :func:`score_matrices` (conventions of the reference
+    code where marked, the rest only trade speed for memory)."""
 
     batch_size: int = 128  # training examples per forward/backward (ours)
     query_batch_size: int = 128  # query examples per forward/backward (ours)
@@ -61,6 +66,12 @@ class EngineOptions:
     #: above this many positions a conv layer is materialised with the grouped weight-gradient
     #: kernel, at or below it with im2col + batched GEMM (ours, measured on the benchmark CPU)
     conv_grouped_min_positions: int = 100
+    #: :func:`score_matrices` with terms with and without multiplicity: False (default) scores
+    #: the credited rows in their own batches (every term bit-identical to scoring it alone);
+    #: True takes them from the all-rows batches (one set of batches, saving the credited
+    #: fraction; those terms then match to float32 rounding only: batched kernels round
+    #: per-example results differently in different batches).  Ours.
+    share_multiplicity_batches: bool = False
 
     def __post_init__(self) -> None:
         vals = self.strategy.values() if isinstance(self.strategy, Mapping) else [self.strategy]

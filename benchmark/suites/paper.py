@@ -1,0 +1,280 @@
+"""The ``paper`` suite: the papers' tables and figures, one :class:`~benchmark.experiment.Entry`
+each, reproduced on real data (``--only ENTRY`` runs one; ``python -m benchmark list`` shows each
+entry's status at every scale).
+
+Every experiment here is an ``attack-strength`` experiment (``benchmark/suites/attack_strength.py``)
+with its protocol and methods swapped in, and with that experiment's name as its *seed group*: trial
+``t`` of a paper experiment attacks the same data with the same poisons and trains the same model
+as trial ``t`` of the attack-strength experiment whose ASR ``results/attack_strength_small.md``
+reports (at ``small`` the paper experiments record one checkpoint per epoch instead of five; that
+changes what is recorded, not the training).  Experiments of one seed group that differ only in
+their protocol share one trained model per trial (the training cache ignores the protocol).
+
+Attack strength first (issue 14 item 2): the Weber one- and four-pixel backdoors stay below ASR 0.9
+at ``small`` (0.81 and 0.85 in ``results/attack_strength_small.md``), so their defense experiments
+are not run at ``small`` (``NotRun("attack-not-successful", ...)``, checked against that file by a
+test); every run experiment's report shows its measured ASR beside the defense results and marks
+an experiment whose mean ASR is below :data:`MIN_ASR`.
+
+Scales: ``full`` = the papers' settings; ``small`` = this project's 2-core CPU (attack settings
+frozen in the attack-strength suite, defense settings from the papers or ours, fixed before the
+run); ``smoke`` = seconds per trial, the golden-result check of ``python -m benchmark check``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from benchmark.claims import Beats, Bound, Claim, Stable
+from benchmark.config import ours, paper, reference_code, unwrap
+from benchmark.experiment import Entry, Experiment, MethodSpec, NotRun, Suite, deep_merge
+from benchmark.registry import suites
+from benchmark.suites import attack_strength as strength
+from benchmark.suites.quick import ESTIMATORS, RENORMALIZATION_PAIRS, TRIVIAL
+
+VERSION = 1
+
+#: The ASR below which an experiment's defense results are flagged "attack not successful"
+#: (issue 14 item 2; paper 000 Table 1's weakest original attack has ASR 0.905).
+MIN_ASR = ours(0.9, "issue 14 item 2: ASR >= 0.9 on the analysed targets")
+
+#: Trials per experiment at small scale: the issue's floor (>= 3), within the 75-minute budget.
+SMALL_TRIALS = ours(3, "CPU budget: issue 14 item 7 asks for >= 3 trials per entry")
+
+#: At small scale the influence estimators use one checkpoint per epoch (8 instead of 40): each
+#: checkpoint costs one per-example gradient pass over D_tr (paper 000 Sec. 5 notes that fewer
+#: checkpoints trade accuracy for speed).
+SMALL_CHECKPOINTS = {"checkpoints_per_epoch": ours(1, "CPU budget: 8 checkpoints per trial "
+                                                      "(reference NUM_SUBEPOCH = 5, i.e. 40)")}
+
+#: Influence functions' parameter scope where the model is too large for Eq. 1 over all of theta:
+#: the final linear layer with the exact damped Hessian.
+IF_LAST_LAYER = ours(("classifier",), "exact damped Hessian of the final linear layer; the reference "
+                                      "code uses LiSSA over all parameters (original_code.md Sec. 2.4)")
+
+
+def _estimators(if_layers: Any) -> tuple[MethodSpec, ...]:
+    """Paper 000 Fig. 1's estimators with influence functions' scope set."""
+    return tuple(dataclasses.replace(m, params={**m.params, "layers": if_layers}) if "layers" in m.params else m
+                 for m in ESTIMATORS)
+
+
+#: Paper 000 Fig. 7: FIT with GAS / GAS-L against the target-identification baselines.
+TARGET_RANKERS = (
+    MethodSpec("FIT w/ GAS", "fit", "target_rankers", {"estimator": "gas"}),
+    MethodSpec("FIT w/ GAS-L", "fit", "target_rankers", {"estimator": "gas-l"}),
+    MethodSpec("Max k-NN", "max-knn", "target_rankers"),
+    MethodSpec("Min k-NN", "min-knn", "target_rankers"),
+    MethodSpec("Most certain", "most-certain", "target_rankers"),
+    MethodSpec("Least certain", "least-certain", "target_rankers"),
+    MethodSpec("Random", "random", "target_rankers"),
+)
+
+#: Suppl. F.6: FIT's upper-tail count kappa in {1, 5, 10, 25} (10 = the reference code's ANOM_CUTOFF).
+KAPPAS = (1, 5, 25)
+KAPPA_RANKERS = tuple(
+    MethodSpec(f"FIT w/ {est}, κ={k}", "fit", "target_rankers", {"estimator": name, "kappa": k})
+    for est, name in (("GAS", "gas"), ("GAS-L", "gas-l")) for k in KAPPAS)
+
+MITIGATORS = (MethodSpec("GAS", "gas"), MethodSpec("GAS-L", "gas-l"))
+
+
+def _derive(base: Experiment, name: str, description: str, protocol: dict, methods: tuple[MethodSpec, ...],
+            reference: str, scales: dict[str, dict] | None = None, not_run: dict[str, NotRun] | None = None,
+            comparisons: tuple[tuple[str, str], ...] = ()) -> Experiment:
+    """``base`` (an attack-strength experiment) with another protocol and methods, in its seed group."""
+    merged_scales = {s: dict(o) for s, o in base.scales.items()}
+    for s, o in (scales or {}).items():
+        merged_scales[s] = deep_merge(merged_scales.get(s, {}), o)
+    return Experiment(
+        name=name, description=description, config={**base.config, "protocol": protocol}, methods=methods,
+        scales=merged_scales, comparisons=comparisons, paper_reference=reference,
+        seed_group=base.seed_group or base.name, not_run=dict(not_run or {}))
+
+
+def _small(extra: dict | None = None, train: dict | None = None) -> dict:
+    return deep_merge({"train": {**SMALL_CHECKPOINTS, **(train or {})}, "trials": SMALL_TRIALS}, extra or {})
+
+
+def _weber_base(trigger: str, pair: tuple[int, int]) -> Experiment:
+    """Weber ``trigger`` on class pair ``(y_targ, y_adv)``: plane -> bird (0, 2) or auto -> dog (1, 5)."""
+    base = strength.weber(trigger, strength.WEBER_SMALL[trigger])
+    if pair == (0, 2):
+        return base
+    where = "000 Sec. 6.1 pair auto -> dog"
+    return dataclasses.replace(
+        base, name=f"{base.name}-auto-dog", seed_group=f"{base.name}-auto-dog",
+        config=deep_merge(base.config, {"attack": {"params": {"y_targ": paper(pair[0], where),
+                                                              "y_adv": paper(pair[1], where)}}}))
+
+
+PAIRS = {"plane-bird": (0, 2), "auto-dog": (1, 5)}
+
+#: Triggers whose small setting is below MIN_ASR in results/attack_strength_small.md (plane -> bird;
+#: the auto -> dog pair is not run where the plane -> bird one already fails).
+WEAK_AT_SMALL = {
+    "one-pixel": "ASR 0.81 at small (results/attack_strength_small.md, weber-one-pixel)",
+    "four-pixel": "ASR 0.85 at small (results/attack_strength_small.md, weber-four-pixel)",
+}
+
+PROTOCOL_ADV_SET = {"name": "adversarial-set", "params": {}}
+
+SMOKE_TARGET_ID = {"protocol": {"params": {"n_targets": ours(3, "smoke"), "n_non_targets": ours(20, "smoke")}}}
+SMOKE_MITIGATION = {"protocol": {"params": {"max_rounds": ours(1, "smoke")}}}
+
+
+def fig1() -> list[Experiment]:
+    base = strength.cifar_mnist_joint()
+    return [_derive(base, "fig1-cifar-mnist-joint",
+                    "Adversarial-set AUPRC on CIFAR-10 frog vs airplane + 150 MNIST 0s, every estimator of Fig. 1",
+                    PROTOCOL_ADV_SET, _estimators(IF_LAST_LAYER) + TRIVIAL, "paper 000 Sec. 4.1, Fig. 1",
+                    scales={"small": _small()}, comparisons=RENORMALIZATION_PAIRS)]
+
+
+def fig6_8() -> list[Experiment]:
+    out = []
+    speech = strength.speech()
+    out.append(_derive(speech, "fig6-speech-fsdd",
+                       "Adversarial-set AUPRC, speech backdoor on FSDD (setup 4 -> 5), every estimator",
+                       PROTOCOL_ADV_SET, _estimators(IF_LAST_LAYER) + TRIVIAL, "paper 000 Sec. 6.2, Fig. 6",
+                       scales={"small": _small()}, comparisons=RENORMALIZATION_PAIRS))
+    for trigger in ("blend", "one-pixel", "four-pixel"):
+        for pair_name, pair in PAIRS.items():
+            base = _weber_base(trigger, pair)
+            not_run = {}
+            if trigger in WEAK_AT_SMALL:
+                why = WEAK_AT_SMALL[trigger] + ("" if pair_name == "plane-bird" else "; auto -> dog not run either")
+                not_run["small"] = NotRun("attack-not-successful", why)
+            out.append(_derive(base, f"fig8-weber-{trigger}-{pair_name}",
+                               f"Adversarial-set AUPRC, Weber {trigger} backdoor {pair_name}, every estimator",
+                               PROTOCOL_ADV_SET, _estimators(IF_LAST_LAYER) + TRIVIAL,
+                               "paper 000 Sec. 6.2, Figs. 6 and 8", scales={"small": _small()},
+                               not_run=not_run, comparisons=RENORMALIZATION_PAIRS))
+    return out
+
+
+def _target_id(base: Experiment, name: str, what: str, n_targets: Any, n_non_targets: Any) -> Experiment:
+    protocol = {"name": "target-identification", "params": {"n_targets": n_targets, "n_non_targets": n_non_targets}}
+    return _derive(base, name, f"Target identification (FIT vs baselines, kappa study), {what}", protocol,
+                   TARGET_RANKERS + KAPPA_RANKERS, "paper 000 Sec. 6.3, Fig. 7; suppl. F.6 (kappa)",
+                   scales={"small": _small(), "smoke": SMOKE_TARGET_ID},
+                   comparisons=(("FIT w/ GAS", "Max k-NN"), ("FIT w/ GAS", "Random")))
+
+
+def fig7() -> list[Experiment]:
+    return [
+        _target_id(_weber_base("blend", (0, 2)), "fig7-target-id-weber-blend", "Weber blend backdoor plane -> bird",
+                   reference_code(35, "TOT_BD_DETECT (CIFAR backdoor)"),
+                   reference_code(250, "TOT_CL_DETECT (CIFAR backdoor)")),
+        _target_id(strength.speech(), "fig7-target-id-speech", "speech backdoor on FSDD",
+                   ours(10, "FSDD has 30 test 4s; about a third of them"),
+                   reference_code(220, "speech TOT_CL_DETECT")),
+    ]
+
+
+def _mitigation(base: Experiment, name: str, what: str, target_source: str = "known") -> Experiment:
+    params: dict[str, Any] = {
+        "removal": {"name": paper("threshold", "000 Alg. 3 line 6"),
+                    "params": {"zeta": ours(2.0, "the supplement's value is unknown; reference CUTOFF_STDEV = 2")}},
+        "n_targets": paper(1, "000 Sec. 6.4: one randomly selected target"),
+        "target_source": paper(target_source, "000 Table 1 (known target)" if target_source == "known"
+                               else "000 Alg. 2: the ranker's top candidate"),
+    }
+    if target_source == "ranker":
+        params["stop"] = paper("label_changed", "000 Alg. 2: stop when the identified target's label changes")
+    return _derive(base, name, f"Target-driven mitigation (Alg. 3, {target_source} target), {what}",
+                   {"name": "mitigation", "params": params}, MITIGATORS, "paper 000 Sec. 6.4, Table 1",
+                   scales={"small": _small({"protocol": {"params": {"max_rounds": ours(3, "CPU budget: <= 3 retrains")}}}),
+                           "smoke": SMOKE_MITIGATION})
+
+
+def table1() -> list[Experiment]:
+    vision, speech = _weber_base("blend", (0, 2)), strength.speech()
+    e2e = NotRun("deferred", "end-to-end Alg. 2 (FIT + mitigation) does not fit the small CPU budget this session")
+    out = [
+        _mitigation(vision, "vision-backdoor-mitigation", "Weber blend backdoor plane -> bird"),
+        _mitigation(speech, "speech-backdoor-mitigation", "speech backdoor on FSDD"),
+    ]
+    for base, name, what in ((vision, "vision-backdoor-mitigation-e2e", "Weber blend backdoor plane -> bird"),
+                             (speech, "speech-backdoor-mitigation-e2e", "speech backdoor on FSDD")):
+        exp = _mitigation(base, name, what, target_source="ranker")
+        out.append(dataclasses.replace(exp, not_run={"small": e2e}))
+    return out
+
+
+ENTRIES = (
+    Entry("000-fig1", "000", "Fig. 1", "Adversarial-set identification, CIFAR-10 + MNIST joint task, all estimators",
+          ("fig1-cifar-mnist-joint",)),
+    Entry("000-fig2-3", "000", "Figs. 2-3", "Training-loss and gradient-norm diagnostics",
+          missing=NotRun("not-implemented", "not a suite entry yet; `python -m benchmark diagnose` draws them "
+                                            "for one trial")),
+    Entry("000-fig4", "000", "Fig. 4", "Influence filtering (top p% removed, retrain) vs random",
+          missing=NotRun("deferred", "20 retrains per method and level per trial: not run in this session")),
+    Entry("000-fig5", "000", "Fig. 5", "GAS influence densities of a target and a non-target",
+          missing=NotRun("not-implemented", "the density figure is not drawn yet")),
+    Entry("000-fig6-8", "000", "Figs. 6 and 8", "Adversarial-set identification, speech and Weber vision backdoors",
+          ("fig6-speech-fsdd",) + tuple(f"fig8-weber-{t}-{p}" for t in ("blend", "one-pixel", "four-pixel")
+                                        for p in PAIRS)),
+    Entry("000-fig6-speech-variants", "000", "Fig. 6", "Speaker-held-out FSDD and espeak-synthesised digits",
+          missing=NotRun("not-implemented", "issue 14 item 2b")),
+    Entry("000-fig7", "000", "Fig. 7", "Target identification: FIT vs k-NN, certainty and random",
+          ("fig7-target-id-weber-blend", "fig7-target-id-speech")),
+    Entry("000-table1", "000", "Table 1", "Target-driven mitigation, speech and vision backdoors",
+          ("vision-backdoor-mitigation", "speech-backdoor-mitigation",
+           "vision-backdoor-mitigation-e2e", "speech-backdoor-mitigation-e2e")),
+    Entry("000-kappa", "000", "suppl. F.6", "FIT's sensitivity to kappa in {1, 5, 10, 25}",
+          ("fig7-target-id-weber-blend", "fig7-target-id-speech")),
+    Entry("001-table1", "001", "Table 1", "Influence graph vs spectral signatures, clustering, SPECTRE, COSIN on CIFAR-10",
+          missing=NotRun("not-implemented", "issue 9")),
+    Entry("001-tables2-4", "001", "Tables 2-4", "Influence graph and ONION on SST-2 NLP backdoors",
+          missing=NotRun("not-implemented", "issue 10")),
+)
+
+
+ADV_SET_EXPERIMENTS = ("fig1-cifar-mnist-joint", "fig6-speech-fsdd") + tuple(
+    f"fig8-weber-{t}-{p}" for t in ("blend", "one-pixel", "four-pixel") for p in PAIRS)
+TARGET_ID_EXPERIMENTS = ("fig7-target-id-weber-blend", "fig7-target-id-speech")
+MITIGATION_EXPERIMENTS = ("vision-backdoor-mitigation", "speech-backdoor-mitigation",
+                          "vision-backdoor-mitigation-e2e", "speech-backdoor-mitigation-e2e")
+_NON_GAS = ("TracInCP", "TracIn", "Rn. TracIn", "TracIn-L", "Influence Func.", "Rn. Influence Func.",
+            "Influence Func.-L", "Representer Pt.", "Rn. Representer Pt.")
+
+CLAIMS = (
+    Claim("renormalization", "Renormalization improves every influence estimator",
+          "000 Sec. 4, Figs. 1, 6, 8",
+          tuple(Beats(e, a, b, "auprc") for e in ADV_SET_EXPERIMENTS for a, b in RENORMALIZATION_PAIRS)),
+    Claim("gas-best", "GAS identifies the adversarial set better than every other estimator",
+          "000 Sec. 6.2, Figs. 1, 6, 8",
+          tuple(Beats(e, "GAS", b, "auprc") for e in ADV_SET_EXPERIMENTS for b in _NON_GAS)),
+    Claim("gas-beats-trivial", "GAS beats the trivial scorers (ours: a check of the benchmark, not a paper claim)",
+          "issue 14 item 5",
+          tuple(Beats(e, "GAS", m.label, "auprc") for e in ADV_SET_EXPERIMENTS for m in TRIVIAL)),
+    Claim("fit-best", "FIT (with GAS) identifies targets better than every baseline",
+          "000 Sec. 6.3, Fig. 7",
+          tuple(Beats(e, "FIT w/ GAS", m.label, "auprc") for e in TARGET_ID_EXPERIMENTS
+                for m in TARGET_RANKERS if not m.label.startswith("FIT"))),
+    Claim("kappa-stable", "FIT's AUPRC is stable across kappa in [1, 25] (paper: varies 0.2 % / 2.1 % with GAS-L / GAS on text)",
+          "000 suppl. F.6 (stated in Sec. 6.3)",
+          tuple(Stable(e, (f"FIT w/ {est}",) + tuple(f"FIT w/ {est}, κ={k}" for k in KAPPAS), "auprc", 0.021)
+                for e in TARGET_ID_EXPERIMENTS for est in ("GAS", "GAS-L"))),
+    Claim("mitigation-clean", "Target-driven mitigation removes < 1 % of D_cl", "000 Sec. 6.4, Table 1",
+          tuple(Bound(e, m.label, "pct_clean_removed", 1.0, below=True) for e in MITIGATION_EXPERIMENTS
+                for m in MITIGATORS)),
+    Claim("mitigation-asr", "Target-driven mitigation takes the attack success on the analysed target to 0",
+          "000 Sec. 6.4, Table 1",
+          tuple(Bound(e, m.label, "attack_success_rate", 0.0, below=True) for e in MITIGATION_EXPERIMENTS
+                for m in MITIGATORS)),
+)
+
+
+@suites.register("paper", "The papers' tables and figures on real data (--only ENTRY; `list` shows each entry's status)")
+def paper_suite() -> Suite:
+    return Suite(
+        name="paper",
+        version=VERSION,
+        description="Paper 000's (and later paper 001's) results on real data, one entry per table or figure",
+        experiments=tuple(fig1() + fig6_8() + fig7() + table1()),
+        entries=ENTRIES,
+        min_asr=unwrap(MIN_ASR),
+        claims=CLAIMS,
+    )
