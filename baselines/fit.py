@@ -195,8 +195,8 @@ class FIT(TargetRanker):
         qx, qy = evidence.queries()
         sub = evidence
         if len(ids) != len(qy) or not np.array_equal(ids, np.arange(len(qy))):
-            sub = dataclasses.replace(evidence, query_inputs=_take(qx, ids),
-                                      query_labels=qy[torch.as_tensor(ids, dtype=torch.long)])
+            sx, sy = self._subset_queries(evidence, ids)
+            sub = dataclasses.replace(evidence, query_inputs=sx, query_labels=sy)
         V = self._influence(sub, ids)
         preds = as_int_vector(qy, "query_labels")[ids]
         tails, excess = tail_heaviness_matrix(V, evidence.train_labels, preds, kappa,
@@ -205,6 +205,21 @@ class FIT(TargetRanker):
         if self.config.rank_within_class:
             tails = rank_within_classes(tails, preds, self.config.qn_finite_corr)
         return tails, excess
+
+    @staticmethod
+    def _subset_queries(ev: Evidence, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The candidates ``ids`` as query tensors, one object per (queries, ids) in the trial's
+        memo, so that every FIT variant's second phase hands the estimator the same tensors and
+        the estimators share their engine pass (a pass is keyed by the query tensors)."""
+        qx, qy = ev.queries()
+        memo = ev.extras.get("influence_memo")
+        key = ("fit-candidate-subset", id(qx), id(qy), ids.tobytes())
+        if memo is not None and key in memo:
+            return memo[key][0]
+        sub = (_take(qx, ids), qy[torch.as_tensor(ids, dtype=torch.long)])
+        if memo is not None:
+            memo[key] = (sub, (qx, qy))
+        return sub
 
     def _influence(self, ev: Evidence, ids: np.ndarray) -> np.ndarray:
         """The estimator's (n_train, n_ids) matrix, shared through the trial's memo (when the

@@ -344,6 +344,7 @@ class LayerSplit:
         return {
             "iterations": self.iterations.tolist(),
             "lrs": [None if math.isnan(v) else v for v in self.lrs.tolist()],
+            "steps_per_epoch": self.steps_per_epoch,
             "parts": list(PART_NAMES), "target_label": self.target_label,
             "first_module": self.parts.first_module, "last_module": self.parts.last_module,
             "param_counts": list(self.param_counts),

@@ -27,6 +27,10 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "retrain_rounds": False,
     "misclassification_rate": True,
     "asr_all_targets": False,
+    # influence-density (Fig. 5): a heavier target tail and a lighter non-target tail is better
+    "upper_tail_target": True,
+    "upper_tail_non_target": False,
+    "upper_tail_gap": True,
 }
 
 

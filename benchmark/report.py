@@ -98,7 +98,7 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
            comparisons: dict[str, tuple[tuple[str, str], ...]] | None = None,
            paper_numbers: list[PaperNumber] | None = None, order: list[str] | None = None,
            standalone: bool = False, notes: list[str] | None = None, min_asr: float | None = None,
-           claims: tuple = ()) -> str:
+           claims: tuple = (), references: dict[str, str] | None = None) -> str:
     """Markdown (``fmt='github'``, or another ``tabulate`` format) or LaTeX (``fmt='latex'``)
     leaderboards, one section per experiment/scale, in ``order`` (the suite's experiment order;
     others follow alphabetically).
@@ -111,14 +111,16 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
     ``notes`` are sentences appended at the end.  With ``min_asr``, an experiment whose mean
     attack success without defense is below it shows its attack line and that the attack did not
     succeed, and no method table (a defense measured against a failed attack says nothing).
-    ``claims`` (:class:`benchmark.claims.Claim`) add a claims table per scale at the end."""
+    ``claims`` (:class:`benchmark.claims.Claim`) add a claims table per scale at the end;
+    ``references`` (experiment -> where it is in the papers) mark experiments without a paper
+    number in ``results/paper_numbers.json`` as n/a (figure only)."""
     latex = fmt.startswith("latex")
     if not records:
         msg = f"No records for suite {suite_name!r} yet: run `python -m benchmark run --suite {suite_name}`."
         if not latex:
             return msg + "".join(f"\n\n{n}" for n in notes or ()) + ("\n" if notes else "")
         return _latex_output([], [msg, *(notes or ())], standalone)
-    sections = build_sections(records, suite_name, comparisons, paper_numbers, order, min_asr)
+    sections = build_sections(records, suite_name, comparisons, paper_numbers, order, min_asr, references)
     sections += claim_sections(records, suite_name, claims, min_asr)
     if latex:
         return _latex_output(sections, list(notes or ()), standalone)
@@ -143,7 +145,8 @@ def render(records: list[Record], suite_name: str, fmt: str = "github",
 def build_sections(records: list[Record], suite_name: str,
                    comparisons: dict[str, tuple[tuple[str, str], ...]] | None = None,
                    paper_numbers: list[PaperNumber] | None = None,
-                   order: list[str] | None = None, min_asr: float | None = None) -> list[Section]:
+                   order: list[str] | None = None, min_asr: float | None = None,
+                   references: dict[str, str] | None = None) -> list[Section]:
     """The report's content, independent of the output format (see :func:`render`)."""
     records = disambiguate_labels(records)
     rank = {name: i for i, name in enumerate(order or [])}
@@ -177,6 +180,7 @@ def build_sections(records: list[Record], suite_name: str,
         headers, rows, tex = _metric_table(by_method, methods, own, paper, "method")
         if rows:
             tables.append(Table(f"{heading}{_cells_note(own)}.", label, headers, rows, latex_headers=tex))
+        cited = sorted({p.citation.split(" (")[0] for p in paper.values()})
         if control:
             headers, rows, tex = _metric_table(by_method, methods, control, paper, "matched to")
             if rows:
@@ -185,6 +189,12 @@ def build_sections(records: list[Record], suite_name: str,
                                     title=CONTROL_TITLE[0].upper() + CONTROL_TITLE[1:], latex_headers=tex))
         after = [_comparison_line(by_method, a, b, metrics) for a, b in comparisons.get(experiment, ())]
         before = [_trial_line(recs, failed_trials, skipped[0].message if skipped else "")]
+        if cited:
+            before.append(f"Paper columns: the paper's number ({'; '.join(cited)}) and ours minus it; ours are "
+                          f"at scale {scale}.\n")
+        elif references and experiment in references:
+            before.append(f"Paper's numbers: n/a (no number of {references[experiment]} is stated in the "
+                          f"paper's text for this setting; figure-only values are not transcribed).\n")
         weak = attack_not_successful(recs, min_asr)
         if weak is not None:
             before.append(f"Attack not successful at scale {scale}: mean ASR without defense {weak:.3f} < "
@@ -255,7 +265,9 @@ def _metric_table(by_method: dict[str, list[Record]], methods: list[str], metric
             row += [s.fmt()] if compact else [s.fmt(), s.fmt_ci(), s.n]
             if with_paper[metric]:
                 p = paper.get((method, metric))
-                row.append(f"{p.value:g} ({p.citation})" if p else "–")
+                ours = summarize([r.metric(metric) for r in recs]).mean
+                row.append("–" if p is None else f"{p.value:g} (ours − paper {ours - p.value:+.3g})"
+                           if ours == ours else f"{p.value:g}")
         if compact:
             row.append(len(recs))
         rows.append(row)

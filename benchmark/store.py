@@ -17,7 +17,7 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -130,6 +130,33 @@ class RecordStore:
                 raise ValueError(f"corrupt result record {path}: {exc}; delete it and re-run") from None
             if obj.get("schema") == RECORD_SCHEMA:
                 yield Record.from_json(obj)
+
+
+def export_records(records: Iterable[Record], path: Path) -> int:
+    """Write ``records`` compactly to a JSON-lines file (one record per line, sorted): everything
+    but the resolved config (its hash stays) and the provenance beyond the git commit, so that
+    committed results can be re-rendered (:func:`load_export`) without the run's output dir."""
+    rows = []
+    for r in records:
+        obj = r.to_json()
+        obj["config"] = {}
+        obj["provenance"] = {"git": obj.get("provenance", {}).get("git", {})}
+        rows.append(obj)
+    rows.sort(key=lambda o: (o["experiment"], o["scale"], o["trial"], o["method"]))
+    atomic_write_text(Path(path), "".join(json.dumps(o, sort_keys=True) + "\n" for o in rows))
+    return len(rows)
+
+
+def load_export(path: Path) -> list[Record]:
+    """The records of an :func:`export_records` file."""
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(Record.from_json(json.loads(line)))
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise ValueError(f"{path} line {i}: not an exported record ({exc})") from None
+    return out
 
 
 def atomic_write_text(path: Path, text: str) -> None:

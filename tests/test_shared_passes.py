@@ -352,3 +352,26 @@ def test_the_trial_methods_from_the_harness_act_as_the_hint(setups):
     counts = {m: _forwards(lambda m=m: methods[m].score(ev())) for m in DYNAMIC}
     assert counts[DYNAMIC[0]] > 0 and all(counts[m] == 0 for m in DYNAMIC[1:]), counts
     assert _forwards(lambda: other.score(ev())) > 0
+
+
+def test_siblings_without_tracin_methods_fall_back_to_the_own_kind(setups):
+    """A trial whose listed methods hold no TracIn-family method (e.g. FIT rankers whose
+    estimators are GAS / GAS-L) still shares the own kind's pass: GAS-L after GAS costs no pass."""
+    s = setups["conv"]
+    memo: dict = {}
+
+    class Ranker:  # stands in for a FIT ranker: holds its estimator
+        def __init__(self, est):
+            self.estimator = est
+
+    gas, gasl = registry.get("gas")(), registry.get("gas-l")()
+    for siblings in ((object(),), (Ranker(gas), Ranker(gasl))):
+        memo = {}
+
+        def ev():
+            e = _evidence(s, memo)
+            e.extras[TRIAL_METHODS] = siblings
+            return e
+
+        assert _forwards(lambda: gas.score(ev())) > 0
+        assert _forwards(lambda: gasl.score(ev())) == 0

@@ -30,7 +30,8 @@ from benchmark.config import ours, paper, reference_code, unwrap
 from benchmark.experiment import Entry, Experiment, MethodSpec, NotRun, Suite, deep_merge
 from benchmark.registry import suites
 from benchmark.suites import attack_strength as strength
-from benchmark.suites.quick import ESTIMATORS, RENORMALIZATION_PAIRS, TRIVIAL
+from benchmark.suites.quick import (ESTIMATORS, FIT_RANKERS, RENORMALIZATION_PAIRS, TARGET_BASELINES,
+                                    TRIVIAL)
 
 VERSION = 1
 
@@ -60,15 +61,7 @@ def _estimators(if_layers: Any) -> tuple[MethodSpec, ...]:
 
 
 #: Paper 000 Fig. 7: FIT with GAS / GAS-L against the target-identification baselines.
-TARGET_RANKERS = (
-    MethodSpec("FIT w/ GAS", "fit", "target_rankers", {"estimator": "gas"}),
-    MethodSpec("FIT w/ GAS-L", "fit", "target_rankers", {"estimator": "gas-l"}),
-    MethodSpec("Max k-NN", "max-knn", "target_rankers"),
-    MethodSpec("Min k-NN", "min-knn", "target_rankers"),
-    MethodSpec("Most certain", "most-certain", "target_rankers"),
-    MethodSpec("Least certain", "least-certain", "target_rankers"),
-    MethodSpec("Random", "random", "target_rankers"),
-)
+TARGET_RANKERS = FIT_RANKERS + TARGET_BASELINES
 
 #: Suppl. F.6: FIT's upper-tail count kappa in {1, 5, 10, 25} (10 = the reference code's ANOM_CUTOFF).
 KAPPAS = (1, 5, 25)
@@ -172,6 +165,42 @@ def fig7() -> list[Experiment]:
     ]
 
 
+NO_DEFENSE = (MethodSpec("no defense", "none"),)
+
+
+def fig2_3() -> list[Experiment]:
+    """Fig. 2 (loss tracking, CIFAR-10 + MNIST joint task) and Fig. 3 (a target's layerwise
+    gradient, Weber one-pixel and blend)."""
+    joint = strength.cifar_mnist_joint()
+    out = [_derive(joint, "fig2-loss-tracking-cifar-mnist-joint",
+                   "D_adv / D_cl losses (median, IQR) and GNR (Eq. 6) at every checkpoint, joint task",
+                   {"name": "training-diagnostics", "params": {"layer_split": ours(False, "Fig. 2 only")}},
+                   NO_DEFENSE, "paper 000 Sec. 4.2, Fig. 2",
+                   scales={"small": {"trials": ours(1, "Fig. 2 shows one training run; every checkpoint "
+                                                      "(5 per epoch, the reference NUM_SUBEPOCH) is kept, "
+                                                      "to show the intra-epoch swings")}})]
+    for trigger in ("one-pixel", "blend"):
+        base = _weber_base(trigger, (0, 2))
+        not_run = ({"small": NotRun("attack-not-successful", WEAK_AT_SMALL[trigger])}
+                   if trigger in WEAK_AT_SMALL else {})
+        out.append(_derive(base, f"fig3-layer-split-weber-{trigger}",
+                           f"A successful target's gradient norm split into conv1 / final linear / rest, Weber {trigger}",
+                           {"name": "training-diagnostics", "params": {"loss_tracking": ours(False, "Fig. 3 only")}},
+                           NO_DEFENSE, "paper 000 Sec. 4.4, Fig. 3", scales={"small": _small()}, not_run=not_run))
+    return out
+
+
+def fig5() -> list[Experiment]:
+    """GAS / GAS-L densities of a target and a non-target (on the trained models of Figs. 6-8)."""
+    out = []
+    for base, name, what in ((strength.speech(), "fig5-density-speech", "speech backdoor on FSDD"),
+                             (_weber_base("blend", (0, 2)), "fig5-density-weber-blend", "Weber blend backdoor plane -> bird")):
+        out.append(_derive(base, name, f"Influence densities of a target and a non-target with the robust normal, {what}",
+                           {"name": "influence-density", "params": {}}, MITIGATORS, "paper 000 Sec. 5.2, Fig. 5",
+                           scales={"small": _small()}, comparisons=()))
+    return out
+
+
 def _mitigation(base: Experiment, name: str, what: str, target_source: str = "known") -> Experiment:
     params: dict[str, Any] = {
         "removal": {"name": paper("threshold", "000 Alg. 3 line 6"),
@@ -206,12 +235,11 @@ ENTRIES = (
     Entry("000-fig1", "000", "Fig. 1", "Adversarial-set identification, CIFAR-10 + MNIST joint task, all estimators",
           ("fig1-cifar-mnist-joint",)),
     Entry("000-fig2-3", "000", "Figs. 2-3", "Training-loss and gradient-norm diagnostics",
-          missing=NotRun("not-implemented", "not a suite entry yet; `python -m benchmark diagnose` draws them "
-                                            "for one trial")),
+          ("fig2-loss-tracking-cifar-mnist-joint", "fig3-layer-split-weber-one-pixel", "fig3-layer-split-weber-blend")),
     Entry("000-fig4", "000", "Fig. 4", "Influence filtering (top p% removed, retrain) vs random",
           missing=NotRun("deferred", "20 retrains per method and level per trial: not run in this session")),
     Entry("000-fig5", "000", "Fig. 5", "GAS influence densities of a target and a non-target",
-          missing=NotRun("not-implemented", "the density figure is not drawn yet")),
+          ("fig5-density-speech", "fig5-density-weber-blend")),
     Entry("000-fig6-8", "000", "Figs. 6 and 8", "Adversarial-set identification, speech and Weber vision backdoors",
           ("fig6-speech-fsdd",) + tuple(f"fig8-weber-{t}-{p}" for t in ("blend", "one-pixel", "four-pixel")
                                         for p in PAIRS)),
@@ -257,6 +285,10 @@ CLAIMS = (
           "000 suppl. F.6 (stated in Sec. 6.3)",
           tuple(Stable(e, (f"FIT w/ {est}",) + tuple(f"FIT w/ {est}, κ={k}" for k in KAPPAS), "auprc", 0.021)
                 for e in TARGET_ID_EXPERIMENTS for est in ("GAS", "GAS-L"))),
+    Claim("density-tail", "A target's influence vector has a heavier upper tail than a non-target's",
+          "000 Sec. 5.2, Fig. 5",
+          tuple(Bound(e, m.label, "upper_tail_gap", 0.0, below=False) for e in ("fig5-density-speech", "fig5-density-weber-blend")
+                for m in MITIGATORS)),
     Claim("mitigation-clean", "Target-driven mitigation removes < 1 % of D_cl", "000 Sec. 6.4, Table 1",
           tuple(Bound(e, m.label, "pct_clean_removed", 1.0, below=True) for e in MITIGATION_EXPERIMENTS
                 for m in MITIGATORS)),
@@ -273,7 +305,7 @@ def paper_suite() -> Suite:
         name="paper",
         version=VERSION,
         description="Paper 000's (and later paper 001's) results on real data, one entry per table or figure",
-        experiments=tuple(fig1() + fig6_8() + fig7() + table1()),
+        experiments=tuple(fig1() + fig2_3() + fig5() + fig6_8() + fig7() + table1()),
         entries=ENTRIES,
         min_asr=unwrap(MIN_ASR),
         claims=CLAIMS,

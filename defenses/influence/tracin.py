@@ -191,8 +191,9 @@ class DynamicInfluence(Defense):
         own = self.term()
         hint = evidence.extras.get("influence_terms")
         siblings = evidence.extras.get(TRIAL_METHODS)
-        if hint is None and siblings:  # the trial's other methods, from the harness
-            hint = [m.term() for m in siblings if isinstance(m, DynamicInfluence) and m.config == self.config]
+        if hint is None and siblings:  # the trial's other methods (or their estimators, e.g. FIT's)
+            inner = [getattr(m, "estimator", m) for m in siblings]
+            hint = [m.term() for m in inner if isinstance(m, DynamicInfluence) and m.config == self.config] or None
         if hint is not None:
             want = [(str(r), bool(p)) for r, p in hint if r in FAMILY_REDUCTIONS]
         else:

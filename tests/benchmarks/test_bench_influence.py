@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _child import in_child
+
 import numpy as np
 import pytest
 import torch
@@ -146,23 +148,8 @@ def _report(benchmark, name: str, times: dict, num: str, den: str) -> tuple[floa
 
 
 def _in_child(benchmark, fn: str, *args) -> dict:
-    """Run ``fn(*args)`` of this module in a fresh process (own memory, threads set before any
-    parallel region, ``OMP_WAIT_POLICY=PASSIVE`` so that on a shared machine a descheduled
-    OpenMP thread does not leave its partner spinning: both contestants run under it)."""
-    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); "
-            f"from tests.benchmarks import test_bench_influence as b; "
-            f"print(json.dumps(b.{fn}(*{args!r})))")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
-    out = {}
-
-    def run():
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
-        if res.returncode != 0:
-            raise RuntimeError(f"benchmark child failed:\n{res.stderr[-4000:]}")
-        out.update(json.loads(res.stdout.strip().splitlines()[-1]))
-
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    return out
+    """``fn(*args)`` of this module in a fresh process (:func:`_child.in_child`)."""
+    return in_child(benchmark, "test_bench_influence", fn, *args)
 
 
 # -- children (each returns {contestant: (wall_s, cpu_s)} plus checks) ----------------------

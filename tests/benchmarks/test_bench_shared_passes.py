@@ -34,18 +34,14 @@ the passes share.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
+
+from _child import in_child
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
 CLASSES, N_TRAIN, WIDTH, EPOCHS, CKPT_PER_EPOCH, BATCH = (6, 9), 320, 4, 2, 5, 32  # ours
 ROUNDS = 5  # ours: rounds of the cheap contestants, alternating; best round each
 ALL_SIX = [("dot", False), ("cosine", False), ("layerwise_cosine", False),
@@ -147,22 +143,8 @@ def fig1_costs() -> dict:
 
 
 def _in_child(benchmark, fn: str) -> dict:
-    """Run ``fn()`` of this module in a fresh process (``OMP_WAIT_POLICY=PASSIVE``: on a shared
-    machine a descheduled OpenMP thread must not leave its partner spinning)."""
-    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); "
-            f"from tests.benchmarks import test_bench_shared_passes as b; "
-            f"print(json.dumps(b.{fn}()))")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
-    out: dict = {}
-
-    def run():
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
-        if res.returncode != 0:
-            raise RuntimeError(f"benchmark child failed:\n{res.stderr[-4000:]}")
-        out.update(json.loads(res.stdout.strip().splitlines()[-1]))
-
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    return out
+    """``fn()`` of this module in a fresh process (:func:`_child.in_child`), one thread."""
+    return in_child(benchmark, "test_bench_shared_passes", fn, env={"OMP_NUM_THREADS": "1"})
 
 
 _CACHE: dict = {}
