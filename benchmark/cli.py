@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--dry-run", action="store_true",
                      help="resolve and validate every trial config and method, run nothing")
+    run.add_argument("--probe", action="store_true",
+                     help="with --dry-run: also build trial 0 of every experiment at the scale (data, attack, "
+                          "model at full size), train --probe-steps steps on a cut of its training set and run "
+                          "every method once on it; nothing is recorded")
+    run.add_argument("--probe-steps", type=int, default=2, help="training steps of --probe (default 2)")
 
     lst = sub.add_parser("list", help="list registered components and the suites' entries with their status")
     lst.add_argument("kind", nargs="?", default=None, help=f"one of: {', '.join(ALL)}, entries")
@@ -180,7 +185,7 @@ def entry_table() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.runner import RunOptions, get_suite, plan_suite, run_suite, skipped_experiments
+    from benchmark.runner import RunOptions, get_suite, plan_suite, probe_suite, run_suite, skipped_experiments
 
     suite = get_suite(args.suite)
     if args.seed is not None:
@@ -207,7 +212,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         n_methods = sum(len(p.methods) for p in plans)
         print(f"dry run: {n_trials} trial config(s) and {n_methods} method(s) in {len(plans)} experiment(s) "
               f"of suite {suite.name!r} at scale {opts.scale} are valid")
+        if args.probe:
+            t0 = time.perf_counter()
+            probes = probe_suite(suite, opts, args.probe_steps)
+            print(f"probe: {len(probes)} experiment(s) built at scale {opts.scale} and every method run on "
+                  f"{args.probe_steps} training step(s) ({time.perf_counter() - t0:.0f} s)")
         return 0
+    if args.probe:
+        raise ConfigError("--probe needs --dry-run")
     t0 = time.perf_counter()
     summary = run_suite(suite, opts)
     print(f"suite {suite.name} v{suite.version} at scale {opts.scale}: {summary.written} record(s) written, "

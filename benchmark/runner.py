@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from benchmark.api import Protocol
@@ -217,6 +218,55 @@ def _check_selection(plans: list[ExperimentPlan], opts: RunOptions) -> None:
                           f"experiment is marked not run there: `python -m benchmark list` says why)")
     if not any(p.methods for p in plans):
         raise ConfigError("the selection leaves no method to run")
+
+
+@dataclass
+class ProbeResult:
+    experiment: str
+    n_train: int
+    steps: int
+    methods: dict[str, str]  # label -> "ok (x s)" or what was found
+    wall_time_s: float
+
+
+def probe_suite(suite: Suite, opts: RunOptions, steps: int = 2,
+                log: Callable[[str], None] = print) -> list[ProbeResult]:
+    """``run --dry-run --probe``: for every planned experiment, build trial 0 of the config at the
+    scale (data, attack, featurizer, the model at its size), train ``steps`` steps on a cut of the
+    training set (:func:`benchmark.trial.prepare_trial` with ``probe_steps``) and run every method
+    once through the experiment's protocol on it, with the first targets standing in for
+    successful ones (after a few steps none is).  A config that passes has been built end to end
+    at its real sizes; the numbers mean nothing and are not recorded."""
+    if steps < 1:
+        raise ConfigError(f"--probe-steps must be >= 1, got {steps}")
+    plans = plan_suite(suite, opts)
+    ensure_writable_dir(opts.cache_dir, "cache dir (--cache-dir)")
+    out = []
+    for plan in plans:
+        t0 = time.perf_counter()
+        tc = plan.trials[0]
+        p = prepare_trial(tc, opts.data_root, opts.cache_dir, opts.download, device=opts.device, probe_steps=steps)
+        p.successful_targets = np.arange(min(3, len(p.attacked.y_adv)))  # stand-ins: no target succeeds yet
+        p.memo[TRIAL_METHODS] = tuple(pm.method for pm in plan.methods)
+        rng = numpy_rng(tc.seed, "probe")
+        state = plan.protocol.setup(p, rng)
+        if state is None:
+            raise ConfigError(f"probe of experiment {plan.experiment.name!r}: its protocol {plan.protocol_name!r} "
+                              f"found nothing to evaluate on the probe trial")
+        done = {}
+        for pm in plan.methods:
+            t1 = time.perf_counter()
+            try:
+                plan.protocol.evaluate(p, state, pm.method, numpy_rng(tc.seed, "probe", pm.spec.label))
+            except Exception as exc:
+                raise ConfigError(f"probe of experiment {plan.experiment.name!r}, method {pm.spec.label!r} "
+                                  f"({pm.spec.name}) at scale {opts.scale!r} failed: {type(exc).__name__}: {exc}") from exc
+            done[pm.spec.label] = f"ok ({time.perf_counter() - t1:.1f} s)"
+        res = ProbeResult(plan.experiment.name, len(p.train.labels), steps, done, time.perf_counter() - t0)
+        log(f"probe {res.experiment}: {res.n_train} training examples, {steps} step(s), "
+            f"{len(done)} method(s) ok ({res.wall_time_s:.0f} s)")
+        out.append(res)
+    return out
 
 
 def ensure_writable_dir(path: Path, what: str) -> None:

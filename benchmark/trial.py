@@ -17,6 +17,7 @@ adversarial label on the triggered input.  ASR = successes / eligible targets.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -148,7 +149,14 @@ def seeded(seed: int):
 
 
 def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: bool = False,
-                  progress: Callable[[int, int], None] | None = None, device: str = "cpu") -> PreparedTrial:
+                  progress: Callable[[int, int], None] | None = None, device: str = "cpu",
+                  probe_steps: int | None = None) -> PreparedTrial:
+    """Load, attack, featurize and train (or load the cached training) for one trial config.
+
+    ``probe_steps`` (``run --dry-run --probe``): a probe of the config, not a trial -- the
+    training set is cut to ``probe_steps`` batches (D_adv first, up to half of it), training is one
+    epoch of them with one checkpoint (retraining on fewer examples must still fit one), nothing
+    is cached; data loading, the attack and the model are the config's own."""
     cfg = tc.values
     ds_spec, atk_spec = cfg["dataset"], cfg["attack"]
     raw = load_dataset(ds_spec["name"], ds_spec.get("params", {}), data_root, cache_dir, download)
@@ -173,16 +181,20 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
     factory = make_model_factory(cfg["model"], input_shape, n_out)
     train_cfg = build(TrainConfig, cfg["train"], what="train")
 
+    if probe_steps is not None:
+        attacked, train_f = _probe_subset(attacked, train_f, probe_steps * train_cfg.batch_size)
+        train_cfg = dataclasses.replace(train_cfg, epochs=1, checkpoints_per_epoch=1)
     key = training_cache_key(tc, train_f)
     cache_path = Path(cache_dir) / "training" / f"{key}.pt"
-    run, status = _load_training(cache_path), "hit"
+    run, status = (_load_training(cache_path), "hit") if probe_steps is None else (None, "probe")
     if run is None:
         status = "rebuilt" if cache_path.exists() else "miss"
         with seeded(derive_seed(tc.seed, "init")):
             model = factory()
         run = train(model, train_f.inputs, train_f.labels, train_cfg,
                     generator=torch_rng(tc.seed, "batches"), progress=progress)
-        run.save(cache_path)
+        if probe_steps is None:
+            run.save(cache_path)
 
     prepared = PreparedTrial(
         tc=tc, attacked=attacked, train=train_f, test=test_f, targets=targets_f,
@@ -193,6 +205,18 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
     )
     _attack_facts(prepared)
     return prepared
+
+
+def _probe_subset(attacked: AttackedData, train_f: Featurized, n: int) -> tuple[AttackedData, Featurized]:
+    """The first ``n`` training examples with D_adv first (up to half of them), in original order."""
+    is_adv = attacked.is_adv.numpy()
+    adv, clean = np.flatnonzero(is_adv), np.flatnonzero(~is_adv)
+    n = min(n, len(is_adv))
+    k = min(len(adv), n // 2)
+    idx = np.sort(np.r_[adv[:k], clean[: n - k]])
+    t = torch.as_tensor(idx)
+    return (dataclasses.replace(attacked, train=attacked.train.subset(t), is_adv=attacked.is_adv[t]),
+            Featurized(train_f.inputs[t], train_f.labels[t]))
 
 
 def training_cache_key(tc: TrialConfig, train_f: Featurized) -> str:
