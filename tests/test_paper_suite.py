@@ -37,7 +37,8 @@ def _strength_small_asr() -> dict[str, float]:
 
 def test_every_entry_names_experiments_or_says_why(suite):
     ids = [e.id for e in suite.entries]
-    for needed in ("000-fig1", "000-fig2-3", "000-fig4", "000-fig5", "000-fig6-8", "000-fig7", "000-table1", "000-kappa"):
+    for needed in ("000-fig1", "000-fig2-3", "000-fig4", "000-fig5", "000-fig6-8", "000-fig7", "000-table1", "000-kappa",
+                   "001-table1", "001-tables2-4"):
         assert needed in ids
     for e in suite.entries:
         assert e.experiments or e.missing is not None
@@ -97,14 +98,14 @@ def test_not_run_at_small_matches_the_committed_attack_strength(suite):
 def test_only_selects_entries_and_small_skips_weak_attacks(suite):
     opts = RunOptions(scale="small", entries=("000-fig6-8",))
     names = [e.name for e in selected_experiments(suite, opts)]
-    assert names[0] == "fig6-speech-fsdd" and len(names) == 7
+    assert names[0] == "fig6-speech-fsdd" and len(names) == 9
     planned = [p.experiment.name for p in plan_suite(suite, opts)]
     assert planned == ["fig6-speech-fsdd", "fig8-weber-blend-plane-bird", "fig8-weber-blend-auto-dog"]
     assert {s.experiment for s in skipped_experiments(suite, opts)} == set(names) - set(planned)
     with pytest.raises(ConfigError, match="no entry '000-fig9'.*000-fig1"):
         plan_suite(suite, RunOptions(scale="small", entries=("000-fig9",)))
     with pytest.raises(ConfigError, match="nothing to run: not implemented"):
-        plan_suite(suite, RunOptions(scale="small", entries=("000-fig6-speech-variants",)))
+        plan_suite(suite, RunOptions(scale="small", entries=("001-table1",)))
     with pytest.raises(ConfigError, match="no experiment to run at scale 'small'"):
         plan_suite(suite, RunOptions(scale="small", experiments=("fig8-weber-one-pixel-plane-bird",)))
     assert plan_suite(suite, RunOptions(scale="smoke", experiments=("fig8-weber-one-pixel-plane-bird",)))
@@ -112,10 +113,10 @@ def test_only_selects_entries_and_small_skips_weak_attacks(suite):
 
 def test_list_shows_each_entry_status_per_scale(suite, capsys):
     fig68 = suite.entry("000-fig6-8")
-    assert entry_status(suite, fig68, "full") == "runs (7 experiments)"
-    assert entry_status(suite, fig68, "small").startswith("runs 3 of 7; ")
+    assert entry_status(suite, fig68, "full") == "runs (9 experiments)"
+    assert entry_status(suite, fig68, "small").startswith("runs 3 of 9; ")
     assert "attack not successful at this scale: ASR 0.81" in entry_status(suite, fig68, "small")
-    assert entry_status(suite, suite.entry("000-fig6-speech-variants"), "smoke").startswith("not implemented yet")
+    assert entry_status(suite, suite.entry("001-table1"), "smoke").startswith("not implemented yet")
     table = entry_table()
     assert "000-table1" in table and "001-table1" in table
     assert main(["list", "entries"]) == 0

@@ -36,7 +36,7 @@ RAW_SHAPE = {"cifar10": (3, 32, 32)}
 def test_suite_lists_every_attack_setting():
     assert EXPERIMENTS == [
         "cifar-mnist-joint", "weber-one-pixel", "weber-four-pixel", "weber-blend",
-        "speech-noise-burst", "spectral-pixel", "semantic", "composite", "input-aware", "badnets"]
+        "speech-noise-burst", "speech-noise-burst-held-out-speaker", "speech-noise-burst-espeak", "spectral-pixel", "semantic", "composite", "input-aware", "badnets"]
     for e in SUITE.experiments:
         assert [(m.label, m.name) for m in e.methods] == [("no defense", "none")]
         for scale in SCALES:
@@ -132,13 +132,22 @@ CALIBRATION = sorted((Path(__file__).resolve().parent.parent / "results" / "cali
 CLASS_SIZES = {"cifar10": [5000] * 10, "fsdd": [270] * 10}
 
 
-def _class_sizes(dataset: str) -> list[int]:
-    if dataset not in CLASS_SIZES:
+def _class_sizes(dataset: str | dict) -> list[int]:
+    """Training images / clips per class of a dataset spec, without its data: CIFAR-10 and FSDD's
+    published sizes (FSDD held out by speaker: five speakers x 50 clips per digit), the espeak
+    recipe's own count, the embedded digits counted."""
+    spec = {"name": dataset, "params": {}} if isinstance(dataset, str) else dataset
+    name, params = spec["name"], spec.get("params") or {}
+    if name == "fsdd" and params.get("held_out_speaker"):
+        return [5 * 50] * 10
+    if name == "espeak-digits":
+        return [params["n_speakers"] * (params["clips_per_digit"] - params["n_test"])] * 10
+    if name not in CLASS_SIZES:
         from benchmark.registry import datasets
 
-        labels = datasets.get(dataset)(data_root=None, cache_dir=None).train.labels  # embedded (digits)
-        CLASS_SIZES[dataset] = torch.bincount(labels).tolist()
-    return CLASS_SIZES[dataset]
+        labels = datasets.get(name)(data_root=None, cache_dir=None).train.labels  # embedded (digits)
+        CLASS_SIZES[name] = torch.bincount(labels).tolist()
+    return CLASS_SIZES[name]
 
 
 def _calibration_runs():
@@ -174,7 +183,7 @@ def test_calibration_file_reproduces_from_its_command(path):
         spec = tc.values["attack"]
         assert spec == got["attack"]
         attack = attack_registry.get(spec["name"])(**spec["params"])
-        counts = attack.poison_counts(_class_sizes(tc.values["dataset"]["name"]))
+        counts = attack.poison_counts(_class_sizes(tc.values["dataset"]))
         assert (counts.n_adv, counts.n_train) == (want["n_adv"], want["n_train"]), (spec, want)
     cap = rec.get("max_scorer_auprc")  # --scorers: the toy must not be solved by trivial scorers
 
@@ -231,7 +240,7 @@ def test_poison_rates_table_matches_the_configs():
     assert list(rows) == EXPERIMENTS
 
     def load(name, params=None):
-        labels = torch.arange(10).repeat_interleave(CLASS_SIZES[name][0])
+        labels = torch.arange(10).repeat_interleave(_class_sizes({"name": name, "params": params or {}})[0])
         return SimpleNamespace(train=SimpleNamespace(labels=labels), num_classes=10)
 
     for exp in SUITE.experiments:

@@ -49,8 +49,13 @@ def _read(path: Path) -> torch.Tensor:
     return x.contiguous()
 
 
-@datasets.register("fsdd", "Free Spoken Digit Dataset: 8 kHz spoken digits 0-9 (2,700 train / 300 test)")
-def load_fsdd(data_root: Path, cache_dir: Path | None = None, download: bool = False) -> RawDataset:
+@datasets.register("fsdd", "Free Spoken Digit Dataset: 8 kHz spoken digits 0-9 (2,700 train / 300 test; "
+                           "or held_out_speaker: the other speakers train, that one's 500 clips test)")
+def load_fsdd(data_root: Path, cache_dir: Path | None = None, download: bool = False,
+              held_out_speaker: str | None = None) -> RawDataset:
+    """The standard split, or with ``held_out_speaker`` a speaker-held-out split: every clip of
+    the other speakers trains, every clip of that speaker tests (so a backdoor's targets and
+    non-targets come from a voice the model never trained on)."""
     folder = Path(data_root) / FOLDER
     if download and not folder.is_dir():
         raise DatasetError(f"FSDD cannot be downloaded automatically. {layout_help(data_root)}")
@@ -68,9 +73,18 @@ def load_fsdd(data_root: Path, cache_dir: Path | None = None, download: bool = F
     if not rows:
         raise DatasetError(f"FSDD folder {folder} holds no .wav files. {layout_help(data_root)}")
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    speakers = sorted({r[1] for r in rows})
+    if held_out_speaker is not None and held_out_speaker not in speakers:
+        raise DatasetError(f"FSDD has no speaker {held_out_speaker!r}; its speakers are {speakers}")
+
+    def split_of(speaker: str, index: int) -> str:
+        if held_out_speaker is not None:
+            return "test" if speaker == held_out_speaker else "train"
+        return "test" if index < TEST_MAX_INDEX else "train"
+
     splits: dict[str, tuple[list[torch.Tensor], list[int]]] = {"train": ([], []), "test": ([], [])}
-    for digit, _speaker, index, path in rows:
-        xs, ys = splits["test" if index < TEST_MAX_INDEX else "train"]
+    for digit, speaker, index, path in rows:
+        xs, ys = splits[split_of(speaker, index)]
         xs.append(_read(path))
         ys.append(digit)
     return RawDataset(
@@ -79,7 +93,8 @@ def load_fsdd(data_root: Path, cache_dir: Path | None = None, download: bool = F
         test=Split(splits["test"][0], torch.tensor(splits["test"][1], dtype=torch.long)),
         sample_rate=SAMPLE_RATE,
         source={"route": "wav", "dir": str(folder), "files": len(rows),
-                "speakers": sorted({r[1] for r in rows}),
+                "speakers": speakers,
                 "fingerprint": fingerprint_files(folder, [r[3] for r in rows]),
-                "split_rule": f"index < {TEST_MAX_INDEX} -> test"},
+                "split_rule": (f"speaker {held_out_speaker} -> test, the others -> train" if held_out_speaker
+                               else f"index < {TEST_MAX_INDEX} -> test")},
     )
