@@ -54,10 +54,17 @@ IF_LAST_LAYER = ours(("classifier",), "exact damped Hessian of the final linear 
                                       "code uses LiSSA over all parameters (original_code.md Sec. 2.4)")
 
 
+#: Ours, a diagnostic: GAS over the same final linear layer as influence functions' scope, to tell
+#: whether an IF variant's lead comes from that scope or from the inverse Hessian.
+GAS_FINAL_LAYER = MethodSpec("GAS (final layer)", "gas", params={
+    "layers": ours(("classifier",), "diagnostic: the parameter scope of IF_LAST_LAYER")})
+
+
 def _estimators(if_layers: Any) -> tuple[MethodSpec, ...]:
-    """Paper 000 Fig. 1's estimators with influence functions' scope set."""
+    """Paper 000 Fig. 1's estimators with influence functions' scope set, and the diagnostic
+    :data:`GAS_FINAL_LAYER`."""
     return tuple(dataclasses.replace(m, params={**m.params, "layers": if_layers}) if "layers" in m.params else m
-                 for m in ESTIMATORS)
+                 for m in ESTIMATORS) + (GAS_FINAL_LAYER,)
 
 
 #: Paper 000 Fig. 7: FIT with GAS / GAS-L against the target-identification baselines.
