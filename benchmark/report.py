@@ -526,10 +526,12 @@ def _comparison_line(by_method: dict[str, list[Record]], a: str, b: str, metrics
         if not common:
             continue
         d = paired_difference([va[t] for t in common], [vb[t] for t in common])
-        wins = sum(va[t] > vb[t] for t in common)
+        up = higher_is_better(metric)
+        wins = sum((va[t] > vb[t]) if up else (va[t] < vb[t]) for t in common)
         lines.append(
             f"Paired difference {a} − {b} ({metric}): {d.mean:+.3f} "
-            f"(95% CI {d.fmt_ci()}, n = {d.n}; {a} higher in {wins}/{len(common)} trials)"
+            f"(95% CI {d.fmt_ci()}, n = {d.n}; {a} better ({'higher' if up else 'lower'}) in "
+            f"{wins}/{len(common)} trials)"
         )
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.metrics import higher_is_better
-from benchmark.report import (FIGURE_DPI, PANEL_HEIGHT_IN, PANEL_WIDTH_IN, build_figure, latex_escape, render,
+from benchmark.report import (FIGURE_DPI, _comparison_line, PANEL_HEIGHT_IN, PANEL_WIDTH_IN, build_figure, latex_escape, render,
                               render_figure, render_figures)
 from benchmark.store import MetricValue, Record, RecordStore
 
@@ -279,3 +279,18 @@ def test_cli_report_latex_standalone_and_one_figure_per_experiment(tmp_path, cap
     assert "Random-removal control" in md and "control_" not in md
     assert main(["report", "--output-dir", str(tmp_path / "runs"), "--standalone"]) == 2
     assert "--standalone needs --format latex" in capsys.readouterr().err
+
+
+def test_paired_difference_line_counts_wins_in_the_metric_direction():
+    """A lower-is-better metric (target rank) counts the trials where A is lower as A's wins
+    (the line used to say 'A higher in k/n' for every metric)."""
+    def rec(method, trial, rank):
+        return Record(suite="s", suite_version=1, experiment="e", scale="small", trial=trial, seed=trial, config={},
+                      config_hash="h", data_fingerprint="d", protocol="target-identification", method=method,
+                      method_kind="target_rankers", method_name=method, method_params={}, method_hash="m",
+                      granted=[], oracle=[], metrics={"target_rank": MetricValue(rank, False)}, trial_metrics={},
+                      score_hash=None, wall_time_s=0.0)
+
+    by = {"A": [rec("A", t, r) for t, r in enumerate((1, 2, 9))], "B": [rec("B", t, r) for t, r in enumerate((5, 5, 5))]}
+    line = _comparison_line(by, "A", "B", ["target_rank"])
+    assert "A better (lower) in 2/3 trials" in line
