@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 def in_child(benchmark, module: str, fn: str, *args, env: dict | None = None) -> dict:
     """``tests.benchmarks.<module>.<fn>(*args)`` in a child process, timed once by
     pytest-benchmark; returns the JSON object it prints last."""
-    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); "
+    code = (f"import json, sys; sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).resolve().parent)!r}]; "
             f"from tests.benchmarks import {module} as b; "
             f"print(json.dumps(b.{fn}(*{args!r})))")
     child_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
