@@ -132,15 +132,22 @@ class RecordStore:
                 yield Record.from_json(obj)
 
 
+#: data-source fields that name paths of the machine a run was on (left out of exports)
+MACHINE_PATH_KEYS = frozenset({"dir", "root", "cache_file", "path", "data_root"})
+
+
 def export_records(records: Iterable[Record], path: Path) -> int:
     """Write ``records`` compactly to a JSON-lines file (one record per line, sorted): everything
-    but the resolved config (its hash stays) and the provenance beyond the git commit, so that
+    but the resolved config (its hash stays), the provenance beyond the git commit and the data
+    source's machine paths (:data:`MACHINE_PATH_KEYS`; its content fingerprints stay), so that
     committed results can be re-rendered (:func:`load_export`) without the run's output dir."""
     rows = []
     for r in records:
         obj = r.to_json()
         obj["config"] = {}
         obj["provenance"] = {"git": obj.get("provenance", {}).get("git", {})}
+        # machine paths (data root, cache files) stay out: the content fingerprints identify the data
+        obj["data_source"] = {k: v for k, v in obj.get("data_source", {}).items() if k not in MACHINE_PATH_KEYS}
         rows.append(obj)
     rows.sort(key=lambda o: (o["experiment"], o["scale"], o["trial"], o["method"]))
     atomic_write_text(Path(path), "".join(json.dumps(o, sort_keys=True) + "\n" for o in rows))

@@ -66,6 +66,8 @@ def test_export_roundtrip_and_renderer(density_run, tmp_path):
     back = load_export(path)
     assert [(r.experiment, r.method, r.metrics) for r in back] == [(r.experiment, r.method, r.metrics) for r in recs]
     assert all(r.config == {} for r in back)
+    assert "/" not in "".join(str(v) for r in back for v in r.data_source.values() if isinstance(v, str)
+                              and v.startswith("/")), "machine paths left in the export"
     fig = render_density_figure(back, tmp_path / "fig5.png")
     assert fig is not None and fig.stat().st_size > 10_000
     out = tmp_path / "paper"
