@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
+import torch
 
 from benchmark.experiment import Suite
 from benchmark.runner import RunOptions, current_records, get_suite, run_suite
@@ -33,6 +34,10 @@ ATTACK = "(attack)"
 K_SPREAD = 3.0
 #: tolerance floor for values that do not move across seeds (ours: float32 rerun noise)
 FLOOR_ABS, FLOOR_REL = 1e-6, 1e-4
+#: torch threads of golden builds and checks: the thread count changes floating-point summation
+#: order and so the trained models (a smoke model trained for one epoch can differ a lot), so
+#: both run single-threaded on every machine
+GOLDEN_THREADS = 1
 #: attack-level facts checked per experiment
 TRIAL_METRICS = ("clean_accuracy", "asr_no_defense")
 
@@ -160,8 +165,19 @@ def moved(golden: Mapping, got: Mapping[Key, float]) -> list[Failure]:
 def run_and_collect(suite_name: str, scale: str, seed: int, data_root: Path, cache_dir: Path,
                     output_dir: Path, progress: bool = False) -> tuple[dict[Key, float], Suite]:
     """Run suite ``suite_name`` at ``scale`` under suite seed ``seed`` (resuming what
-    ``output_dir`` holds) and collect its current records' values."""
+    ``output_dir`` holds) and collect its current records' values, with torch on
+    :data:`GOLDEN_THREADS` thread(s) whatever the machine has, as the golden file was built."""
     suite = dataclasses.replace(get_suite(suite_name), seed=seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(GOLDEN_THREADS)  # the thread count changes float summation order, hence training
+    try:
+        return _run_and_collect(suite, scale, data_root, cache_dir, output_dir, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_and_collect(suite: Suite, scale: str, data_root: Path, cache_dir: Path, output_dir: Path,
+                     progress: bool) -> tuple[dict[Key, float], Suite]:
     opts = RunOptions(scale=scale, data_root=Path(data_root), cache_dir=Path(cache_dir),
                       output_dir=Path(output_dir), progress=progress)
     run_suite(suite, opts, log=lambda _msg: None)
