@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.api import MethodResult, Protocol
-from benchmark.config import ConfigError
+from benchmark.protocols.common import require_no_scoring
 from benchmark.registry import protocols
 from benchmark.trial import PreparedTrial
 
@@ -29,9 +29,7 @@ class AttackSuccess(Protocol):
     Params = Params
 
     def check_method(self, method) -> None:
-        if getattr(method, "scores_examples", True):
-            raise ConfigError("the attack-success protocol measures the attack alone; its only "
-                              "method is the 'none' defense")
+        require_no_scoring(method, "the attack-success protocol measures the attack alone")
 
     def setup(self, p: PreparedTrial, rng: np.random.Generator) -> dict:
         return {}

@@ -66,3 +66,10 @@ def retrain(p: PreparedTrial, keep: np.ndarray, *seed_keys: Any) -> TrainingRun:
     idx = torch.as_tensor(np.flatnonzero(keep))
     return train(p.model_factory(), p.train.inputs[idx], p.train.labels[idx], p.run.config,
                  generator=torch_rng(p.tc.seed, *seed_keys), theta0=p.run.theta0)
+
+
+def require_no_scoring(method, what: str) -> None:
+    """Protocols that score nothing (the attack alone, training diagnostics) take only the
+    ``none`` defense; ``what`` says what the protocol does instead, for the error."""
+    if getattr(method, "scores_examples", True):
+        raise ConfigError(f"{what}; its only method is the 'none' defense")

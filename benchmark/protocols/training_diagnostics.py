@@ -17,6 +17,7 @@ import torch
 from benchmark import diagnostics as dg
 from benchmark.api import MethodResult, Protocol
 from benchmark.config import ConfigError
+from benchmark.protocols.common import require_no_scoring
 from benchmark.registry import protocols
 from benchmark.trial import PreparedTrial
 
@@ -46,9 +47,7 @@ class TrainingDiagnostics(Protocol):
     Params = Params
 
     def check_method(self, method) -> None:
-        if getattr(method, "scores_examples", True):
-            raise ConfigError("the training-diagnostics protocol scores nothing; its only method is the "
-                              "'none' defense")
+        require_no_scoring(method, "the training-diagnostics protocol scores nothing")
 
     def setup(self, p: PreparedTrial, rng: np.random.Generator) -> State:
         adv, clean = np.flatnonzero(p.is_adv), np.flatnonzero(~p.is_adv)
