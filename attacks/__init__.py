@@ -5,13 +5,14 @@ registered with the ``@attacks.register(...)`` decorator beside it: ``cifar-mnis
 (paper 000 Sec. 4.1), ``weber-backdoor`` (one-pixel, four-pixel, blend; paper 000 Sec. 6.1),
 ``speech-noise-burst`` (paper 000 Sec. 6.1), ``spectral-pixel``, ``semantic``, ``input-aware``,
 ``composite`` (paper 001 Sec. 4.1) and ``badnets`` (the field's baseline); ``inverted-digit`` is
-the quick suite's toy.  Shared pieces: :mod:`attacks.triggers` (trigger math) and
+the quick suite's toy; ``clean-pair`` is no attack (Fig. 4's non-adversarial data).  Shared pieces: :mod:`attacks.triggers` (trigger math) and
 :mod:`attacks.patterns` (poison counting and selection, dataset assembly).  The contract
 (``Attack``, ``AttackedData``, ``RunContext``) lives in :mod:`benchmark.api`.
 """
 from attacks import (  # noqa: F401  (imported for registration)
     badnets,
     cifar_mnist_joint,
+    clean_pair,
     composite,
     input_aware,
     inverted_digit,

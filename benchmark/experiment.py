@@ -24,6 +24,7 @@ CONFIG_KEYS = {
     "featurizer": "{'name': registered featurizer, 'params': {...}}",
     "model": "{'name': registered model, 'params': {...}}",
     "train": "TrainConfig fields",
+    "pretrain": "{'classes': held-out class ids, 'n_per_class': ..., 'train': {TrainConfig overrides}} (optional)",
     "protocol": "{'name': protocol, 'params': {...}}",
     "trials": "number of seeded trials",
 }

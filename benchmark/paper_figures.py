@@ -3,6 +3,9 @@
 * Fig. 5 from ``influence-density`` records: per experiment, the density of one method's influence
   values for a target and a non-target (over the training examples labelled with the query's
   predicted label), each with its robust normal N(median, Q_n^2) and the D_adv values as a rug;
+* Fig. 4 from ``filtering`` records: z_filt's misclassification rate against the percentage of
+  training data removed, one line per method with its 95 % t-interval over trials, in the paper's
+  two panels (influence functions | TracIn family, random removal in both);
 * Figs. 2 and 3 from ``training-diagnostics`` records, through :mod:`benchmark.diagnostics`'
   own plots: Fig. 2 for one trial, Fig. 3 with the layer shares averaged over the trials (as the
   paper averages over its trials).
@@ -16,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from benchmark import diagnostics as dg
+from benchmark.metrics import summarize
 from benchmark.report import FIGURE_DPI, PANEL_HEIGHT_IN, PANEL_WIDTH_IN
 from benchmark.store import Record
 
@@ -110,3 +114,59 @@ def render_diagnostics_figures(records: list[Record], stem: Path) -> list[Path]:
         out.append(dg.plot_layer_split(splits, labels, Path(f"{stem}-fig3.png")))
     return out
 
+
+
+FILTERING = "filtering"
+FILTER_METRIC = "misclassification_rate@"
+#: Fig. 4's panels: methods whose label starts with one of the prefixes (random removal in both).
+FILTER_PANELS = (("influence functions", ("Influence Func.", "Rn. Influence Func.", "Influence Func.-L")),
+                 ("TracIn family", ("TracIn", "Rn. TracIn", "TracIn-L", "TracInCP", "GAS", "GAS-L")))
+
+
+def filtering_curves(records: list[Record]) -> dict[str, dict[float, list[float]]]:
+    """method -> removal percentage -> per-trial misclassification rates (``top-percent`` rules)."""
+    out: dict[str, dict[float, list[float]]] = {}
+    for r in sorted((r for r in records if r.protocol == FILTERING and r.status == "ok"), key=lambda r: r.trial):
+        for name, m in r.metrics.items():
+            if name.startswith(FILTER_METRIC) and name.endswith("%"):
+                pct = float(name[len(FILTER_METRIC):-1])
+                out.setdefault(r.method, {}).setdefault(pct, []).append(float(m.value))
+    return out
+
+
+def render_filtering_figure(records: list[Record], path: Path) -> Path | None:
+    """Fig. 4's layout: two panels side by side, 3.4 in each, 300 dpi; None without filtering records."""
+    curves = filtering_curves(records)
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exps = sorted({r.experiment for r in records if r.protocol == FILTERING})
+    with plt.rc_context({"font.size": 7, "axes.titlesize": 8, "axes.labelsize": 7}):
+        fig, axes = plt.subplots(1, 2, figsize=(2 * PANEL_WIDTH_IN, PANEL_HEIGHT_IN), sharey=True, squeeze=False)
+        for ax, (title, members) in zip(axes[0], FILTER_PANELS):
+            shown = [m for m in members if m in curves] + [m for m in curves if m.lower().startswith("random")]
+            for k, method in enumerate(shown):
+                xs = sorted(curves[method])
+                sums = [summarize(curves[method][x]) for x in xs]
+                ys = np.array([s.mean for s in sums])
+                lo = np.array([s.ci_low if s.n > 1 else s.mean for s in sums])
+                hi = np.array([s.ci_high if s.n > 1 else s.mean for s in sums])
+                style = {"color": "0.4", "ls": "--"} if method.lower().startswith("random") else {"color": f"C{k}"}
+                ax.plot(xs, ys, marker="o", ms=2.5, lw=1, label=method, **style)
+                ax.fill_between(xs, np.clip(lo, 0, 1), np.clip(hi, 0, 1), alpha=0.15, color=style["color"], lw=0)
+            n = max((len(v) for c in curves.values() for v in c.values()), default=0)
+            ax.set_title(f"{title} ({', '.join(exps)}; {n} trials)", fontsize=6)
+            ax.set_xlabel("training data removed (%)")
+            ax.set_ylabel("z_filt misclassification rate")
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(frameon=False, fontsize=6)
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=FIGURE_DPI)
+        plt.close(fig)
+    return path

@@ -233,6 +233,8 @@ def attack_not_successful(recs: list[Record], min_asr: float | None) -> float | 
     if min_asr is None:
         return None
     per_trial = {r.trial: r for r in recs}
+    if per_trial and all(_attack_fact(r, "n_targets") == 0 for r in per_trial.values()):
+        return None  # no attack (``clean-pair``): nothing to gate
     vals = [_attack_fact(r, "asr_no_defense") for r in per_trial.values()]
     vals = [0.0 if v is None or v != v else v for v in vals]
     mean = sum(vals) / len(vals) if vals else 0.0

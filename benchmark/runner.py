@@ -345,11 +345,16 @@ def current_records(suite, output_dir: Path, scale: str | None = None) -> tuple[
     """The stored records of ``suite`` that its current definition would produce (same suite
     version, and each trial's config hash equal to what the experiment resolves to now), and the
     number of stale ones left out."""
-    records, stale = [], 0
+    return current_of(suite, RecordStore(Path(output_dir)).records(suite.name), scale)
+
+
+def current_of(suite, records, scale: str | None = None) -> tuple[list, int]:
+    """:func:`current_records` of any iterable of records (e.g. a compact export)."""
+    out, stale = [], 0
     experiments = {e.name: e for e in suite.experiments}
     hashes: dict[tuple[str, str, int], str] = {}
-    for r in RecordStore(Path(output_dir)).records(suite.name):
-        if scale is not None and r.scale != scale:
+    for r in records:
+        if r.suite != suite.name or (scale is not None and r.scale != scale):
             continue
         exp = experiments.get(r.experiment)
         key = (r.experiment, r.scale, r.trial)
@@ -358,5 +363,5 @@ def current_records(suite, output_dir: Path, scale: str | None = None) -> tuple[
         if r.suite_version != suite.version or exp is None or r.config_hash != hashes[key]:
             stale += 1
             continue
-        records.append(r)
-    return records, stale
+        out.append(r)
+    return out, stale

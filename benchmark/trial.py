@@ -38,6 +38,7 @@ from benchmark.models import build_model
 from benchmark.registry import attacks, datasets, featurizers
 from benchmark.rng import derive_seed, numpy_rng, torch_rng
 from benchmark.training import TrainConfig, TrainingRun, num_outputs, predict, predict_logits, train
+from benchmark.training.pretrain import PretrainConfig, held_out_index, load_backbone
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,9 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
         status = "rebuilt" if cache_path.exists() else "miss"
         with seeded(derive_seed(tc.seed, "init")):
             model = factory()
+        if cfg.get("pretrain"):
+            load_backbone(model, pretrained_backbone(tc, raw, attacked, input_shape, train_cfg, cache_dir,
+                                                     probe_steps))
         run = train(model, train_f.inputs, train_f.labels, train_cfg,
                     generator=torch_rng(tc.seed, "batches"), progress=progress)
         if probe_steps is None:
@@ -205,6 +209,48 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
     )
     _attack_facts(prepared)
     return prepared
+
+
+def pretrained_backbone(tc: TrialConfig, raw: RawDataset, attacked: AttackedData, input_shape: tuple[int, ...],
+                        train_cfg: TrainConfig, cache_dir: Path, probe_steps: int | None = None) -> dict:
+    """The final parameters of the network pre-trained on the trial config's ``pretrain`` classes
+    (:mod:`benchmark.training.pretrain`), cached under ``<cache_dir>/pretrain/<key>.pt`` by
+    everything it was computed from (the pretrain section, model, featurizer, dataset content,
+    trainer settings, seed and :data:`TRAINING_CACHE_VERSION`)."""
+    cfg = tc.values
+    pcfg = build(PretrainConfig, cfg["pretrain"], what="pretrain")
+    overlap = sorted({raw.classes[c] for c in pcfg.classes if 0 <= c < len(raw.classes)} & set(attacked.classes))
+    if overlap:
+        raise ValueError(f"pretrain.classes include the task's classes {overlap}: pre-train on held-out "
+                         f"classes only (paper 000 Sec. 4.5)")
+    bad = [c for c in pcfg.classes if not 0 <= c < raw.num_classes]
+    if bad:
+        raise ValueError(f"pretrain.classes {bad} are not labels of dataset {raw.name!r} ({raw.num_classes} classes)")
+    pre_train_cfg = build(TrainConfig, {**dataclasses.asdict(train_cfg), **pcfg.train}, what="pretrain.train")
+    key = stable_hash({"pretrain": cfg["pretrain"], "model": cfg["model"], "featurizer": cfg.get("featurizer"),
+                       "dataset": cfg["dataset"], "data": raw.fingerprint(), "train": dataclasses.asdict(pre_train_cfg),
+                       "seed": tc.seed, "version": TRAINING_CACHE_VERSION})
+    path = Path(cache_dir) / "pretrain" / f"{key}.pt"
+    if probe_steps is None and path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 -- an unreadable cache file is rebuilt
+            log.warning("pretrain cache %s unreadable (%s); pre-training again", path, exc)
+    idx, labels = held_out_index(raw.train.labels, pcfg, torch_rng(tc.seed, "pretrain-data"))
+    if probe_steps is not None:
+        idx, labels = idx[: probe_steps * pre_train_cfg.batch_size], labels[: probe_steps * pre_train_cfg.batch_size]
+        pre_train_cfg = dataclasses.replace(pre_train_cfg, epochs=1, checkpoints_per_epoch=1)
+    feats = featurize(cfg.get("featurizer"), raw.train.subset(idx), raw.sample_rate)
+    factory = make_model_factory(cfg["model"], input_shape, num_outputs(len(pcfg.classes)))
+    with seeded(derive_seed(tc.seed, "pretrain-init")):
+        model = factory()
+    run = train(model, feats.inputs, labels, pre_train_cfg, generator=torch_rng(tc.seed, "pretrain-batches"))
+    if probe_steps is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(run.final, tmp)
+        tmp.replace(path)
+    return run.final
 
 
 def _probe_subset(attacked: AttackedData, train_f: Featurized, n: int) -> tuple[AttackedData, Featurized]:
@@ -251,8 +297,9 @@ def _attack_facts(p: PreparedTrial) -> None:
     """Clean accuracy, attack success (one definition, module docstring) and which targets
     succeeded (Sec. 2: only successful attacks are analysed)."""
     pred_test = p.predict(p.test.inputs).numpy()
-    pred_targets = p.predict(p.targets.inputs).numpy()
     y_adv = p.attacked.y_adv.numpy()
+    # an attack without targets (``clean-pair``) has no attack success to measure
+    pred_targets = p.predict(p.targets.inputs).numpy() if len(y_adv) else np.zeros(0, dtype=np.int64)
     if p.targets_clean is not None:
         eligible = p.predict(p.targets_clean.inputs).numpy() == p.targets_clean.labels.numpy()
     else:

@@ -70,6 +70,7 @@ CASES = {
     "speech-noise-burst": (fsdd, {}, {"epsilon": 0.05}, "train"),
     "cifar-mnist-joint": (cifar, {"mnist": mnist_test_only}, {"n_adv": 10}, "added"),
     "inverted-digit": (digits, {}, {"adv_fraction": 0.05, "n_targets": 5}, "added"),
+    "clean-pair": (cifar, {}, {"classes": (0, 2), "n_train": 30}, "none"),
 }
 
 
@@ -94,6 +95,8 @@ def test_crafted_poison_rate_matches_the_definition(case):
         assert d.n_adv == count_poisons(eps, None, n_train)  # round(eps * |D_tr|)
         assert abs(d.n_adv / n_train - eps) <= 0.5 / n_train
         assert "n_train" not in params or n_train == params["n_train"]
+    elif rule == "none":  # no attack: D_adv and the targets are empty
+        assert d.n_adv == 0 and len(d.targets) == 0 and n_train == params["n_train"]
     else:  # paper 000 Sec. 4.1: a count added to the clean set
         n_clean = n_train - d.n_adv
         want = params["n_adv"] if "n_adv" in params else round(params["adv_fraction"] * n_clean)

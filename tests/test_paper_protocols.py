@@ -110,3 +110,40 @@ def test_training_diagnostics_records_draw_figs_2_and_3(tmp_path, one_thread):
     assert [p.name for p in paths] == ["e-diag.png", "e-fig3.png"] and all(p.stat().st_size > 10_000 for p in paths)
     with pytest.raises(Exception, match="scores nothing"):
         protocols.get("training-diagnostics")().check_method(build_method(MethodSpec("GAS", "gas")))
+
+
+def _filter_rec(method, trial, rates):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(protocol="filtering", status="ok", method=method, trial=trial, experiment="fig4",
+                           metrics={f"misclassification_rate@{p:g}%": SimpleNamespace(value=v) for p, v in rates.items()})
+
+
+def test_filtering_curves_and_fig4_figure(tmp_path):
+    from benchmark.paper_figures import filtering_curves, render_filtering_figure
+
+    recs = [_filter_rec("GAS", t, {1: 0.5, 10: 1.0}) for t in range(2)] + [
+        _filter_rec("Random", 0, {1: 0.0, 10: 0.5}), _filter_rec("Influence Func.", 0, {1: 0.0, 10: 0.0})]
+    curves = filtering_curves(recs)
+    assert curves == {"GAS": {1.0: [0.5, 0.5], 10.0: [1.0, 1.0]}, "Random": {1.0: [0.0], 10.0: [0.5]},
+                      "Influence Func.": {1.0: [0.0], 10.0: [0.0]}}
+    fig = render_filtering_figure(recs, tmp_path / "fig4.png")
+    assert fig is not None and fig.stat().st_size > 10_000
+    assert render_filtering_figure([], tmp_path / "none.png") is None
+
+
+def test_render_merges_a_committed_export_with_a_new_run(density_run, tmp_path):
+    root, recs = density_run
+    earlier = tmp_path / "earlier.jsonl"
+    export_records(recs, earlier)
+    out = tmp_path / "paper"
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    # a new run that holds nothing yet keeps every committed record
+    assert render_paper.main(["--suite", SUITE, "--scale", "small", "--records", str(earlier),
+                              "--output-dir", str(empty), "--out", str(out)]) == 0
+    assert len(load_export(out / "records" / "small.jsonl")) == len(recs)
+    # the same records in both sources are not doubled
+    assert render_paper.main(["--suite", SUITE, "--scale", "small", "--records", str(earlier),
+                              "--output-dir", str(root / "runs"), "--out", str(out)]) == 0
+    assert len(load_export(out / "records" / "small.jsonl")) == len(recs)

@@ -7,7 +7,11 @@ produced it; plus a compact export of the records they were rendered from.
 
 reads the run's records (``--output-dir``, as ``python -m benchmark run`` wrote them), exports
 those of the suite's current definition to ``<out>/records/<scale>.jsonl`` and renders from that
-export; ``--records <out>/records/<scale>.jsonl`` re-renders from a committed export alone.
+export; ``--records <out>/records/<scale>.jsonl`` re-renders from a committed export alone.  With
+both, the export's records are kept and the run's are added (a run's record replaces the export's
+record of the same experiment, trial and method): results produced on different days extend one
+export.  Stale records (another suite version or config hash than the suite resolves to now) are
+left out of either source and counted.
 """
 from __future__ import annotations
 
@@ -15,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.paper_figures import render_density_figure, render_diagnostics_figures
+from benchmark.paper_figures import render_density_figure, render_diagnostics_figures, render_filtering_figure
 from benchmark.report import render, render_figure
-from benchmark.runner import current_records, get_suite
+from benchmark.runner import current_of, current_records, get_suite
 from benchmark.store import export_records, load_export, slug
 from benchmark.tools import commands
 
@@ -34,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=TOOL, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", default="paper")
     ap.add_argument("--scale", default="small")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--output-dir", help="the run's record store")
-    src.add_argument("--records", help="a compact export (<out>/records/<scale>.jsonl)")
+    ap.add_argument("--output-dir", help="the run's record store")
+    ap.add_argument("--records", help="a compact export (<out>/records/<scale>.jsonl)")
     ap.add_argument("--out", default="results/paper")
     args = ap.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -44,10 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     suite = get_suite(args.suite)
     out = Path(args.out)
     export = out / "records" / f"{args.scale}.jsonl"
+    if not (args.output_dir or args.records):
+        ap.error("give --output-dir (a run's record store), --records (a compact export) or both")
     if args.output_dir:
-        recs, stale = current_records(suite, Path(args.output_dir), args.scale)
-        n = export_records(recs, export)
-        print(f"exported {n} record(s) to {export} ({stale} stale left out)", file=sys.stderr)
+        merged: dict[tuple, object] = {}
+        stale = 0
+        if args.records:
+            kept, stale = current_of(suite, load_export(Path(args.records)), args.scale)
+            merged.update({(r.experiment, r.trial, r.method): r for r in kept})
+        recs, stale_run = current_records(suite, Path(args.output_dir), args.scale)
+        merged.update({(r.experiment, r.trial, r.method): r for r in recs})
+        n = export_records(list(merged.values()), export)
+        print(f"exported {n} record(s) to {export} ({stale + stale_run} stale left out)", file=sys.stderr)
     else:
         export = Path(args.records)
     records = [r for r in load_export(export) if r.scale == args.scale]
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             written += render_diagnostics_figures(recs, stem)
             continue
         fig = (render_density_figure(recs, stem.with_suffix(".png")) if entry.id == "000-fig5"
+               else render_filtering_figure(recs, stem.with_suffix(".png")) if entry.id == "000-fig4"
                else render_figure(recs, stem.with_suffix(".png"), order=order) if recs else None)
         if fig is not None:
             written.append(fig)
