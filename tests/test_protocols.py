@@ -248,3 +248,37 @@ def test_if_variants_share_one_exact_hessian(tmp_path, monkeypatch):
     for name in ("if", "if-renorm", "if-l"):
         proto.evaluate(p, state, build_method(MethodSpec(name, name, params={"layers": "all"})), numpy_rng(1))
     assert calls["n"] == 1
+
+
+def _adv_oracle(is_adv):
+    class AdvOracle(Defense):
+        """Knows D_adv (a test double): scores it highest."""
+        Config = NoParams
+        requires = frozenset({"model"})
+
+        def score(self, evidence):
+            return is_adv.astype(float)
+    return AdvOracle()
+
+
+def test_remove_and_retrain_removes_1p5_eps_n_and_measures_the_retrained_model(tmp_path):
+    from benchmark.protocols.remove_and_retrain import RemoveAndRetrain
+
+    p = _quick_trial(tmp_path, "mitigation")
+    proto = RemoveAndRetrain()
+    state = proto.setup(p, numpy_rng(0))
+    n_adv, n = int(p.is_adv.sum()), len(p.is_adv)
+    oracle = proto.evaluate(p, state, _adv_oracle(p.is_adv), numpy_rng(1))
+    m = oracle.metrics
+    assert oracle.extra["n_removed"] == int(1.5 * n_adv)  # paper 001 Sec. 4.1: 1.5 eps N
+    assert m["pct_adv_removed"] == 100.0 and m["auprc"] == 1.0
+    assert m["pct_clean_removed"] == pytest.approx(100.0 * (int(1.5 * n_adv) - n_adv) / (n - n_adv))
+    assert m["attack_success_rate"] < p.trial_metrics["asr_no_defense"]  # the backdoor is gone
+    none = proto.evaluate(p, state, build_method(MethodSpec("no defense", "none")), numpy_rng(1))
+    assert none.metrics["attack_success_rate"] == p.trial_metrics["asr_no_defense"]
+    assert none.metrics["pct_adv_removed"] == 0.0 and none.scores is None
+    # a per-query method gets the protocol's one target; every method retrains with the same seed
+    gas = proto.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
+    assert "queries" in gas.granted and 0 <= gas.metrics["auprc"] <= 1
+    rnd = proto.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
+    assert rnd.metrics["pct_adv_removed"] < m["pct_adv_removed"]

@@ -49,7 +49,7 @@ class Protocol(ABC):
         evaluated by this protocol (default: it must score training examples)."""
         if not getattr(method, "scores_examples", True):
             raise ConfigError(f"{type(method).__name__} does not score training examples (the 'none' "
-                              f"defense is only for the attack-success protocol)")
+                              f"defense only measures the attack: attack-success, training-diagnostics, remove-and-retrain)")
 
     @abstractmethod
     def setup(self, trial: "PreparedTrial", rng: np.random.Generator) -> Any | None:
