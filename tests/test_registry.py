@@ -87,7 +87,9 @@ def test_registered_names_match_file_names():
                 "gas": "tracin", "gas-l": "tracin", "if": "influence_functions", "if-renorm": "influence_functions",
                 "if-l": "influence_functions", "rp": "representer_point", "rp-renorm": "representer_point",
                 "max-knn": "knn", "min-knn": "knn", "most-certain": "certainty", "least-certain": "certainty",
-                "sst2-syntactic": "sst2", "weber-backdoor": "weber_backdoor"}
+                "sst2-syntactic": "sst2", "weber-backdoor": "weber_backdoor",
+                **{f"influence-graph-{v}": "influence_graph" for v in ("greedy", "agglomerative", "gas-greedy",
+                                                                       "gas-agglomerative")}}
     for kind in ("attacks", "defenses", "target_rankers", "protocols", "removal_rules", "models"):
         for entry in ALL[kind].entries():
             if entry.origin != "in-tree" or not entry.obj.__module__.startswith(

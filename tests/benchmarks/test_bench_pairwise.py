@@ -1,0 +1,136 @@
+"""Cost of paper 001's pairwise influence (Eq. 4, :func:`defenses.influence.pairwise.
+pairwise_influence`) relative to one per-example-gradient pass, and its peak memory.
+
+Run:  python -m pytest tests/benchmarks/test_bench_pairwise.py --benchmark-only -s
+(the project's pytest config skips benchmarks otherwise: ``addopts = --benchmark-skip``).
+
+Workload (ours): ``mlp`` of width 64 (4,810 parameters) on N = 2,000 synthetic 64-dimensional
+inputs of 10 classes (Gaussian class means, seed 0), trained for 2 epochs with the benchmark
+trainer; ``torch.set_num_threads(1)``.  The training set is its own query set: an N x N matrix.
+
+* floors: one per-example-gradient pass over the N examples -- the engine's gradient map
+  (hooked forward + backward, batch 128) and every layer's per-example gradient materialised --
+  and that pass plus the ``N x N`` Gram of the materialised gradients over all parameters (one
+  float32 GEMM: the floor of any training x training gradient-similarity matrix);
+* contestants (each in a fresh process, ``OMP_WAIT_POLICY=PASSIVE``): Eq. 4 with the exact
+  damped Hessian over the classifier (650 parameters), and with EK-FAC over all parameters,
+  true Fisher (exact expectation: one gradient pass per class while fitting) and empirical
+  Fisher.  Each: CPU time of one call after a warm-up call; the floor: best of 3.
+
+Reported: both ratios (CPU time) and the peak RSS of each process (about 1 GB of it is the
+interpreter, torch and the trainer's imports, before any scoring).  Eq. 4's matrix costs
+``N^2 P`` multiply-adds against the pass's ``N P``: the ratio to the pass grows with ``N`` and
+is not bounded; the checks are loose bounds on the ratio to the Gram floor (the exact solver
+scores 650 parameters, i.e. less than the floor's GEMM, but builds its Hessian from 650
+Hessian-vector products; EK-FAC fits with 2 passes, 2 x 10 for the true Fisher), so they hold
+on a busy machine.
+"""
+from __future__ import annotations
+
+import resource
+import time
+
+from _child import in_child
+
+import numpy as np
+import torch
+
+from benchmark.models import build_model
+from benchmark.training.trainer import TrainConfig, train
+from defenses.influence.engine import EngineOptions, GradientMap, materialise
+from defenses.influence.kfac import KFACConfig
+from defenses.influence.pairwise import pairwise_influence
+
+N, D_IN, CLASSES, HIDDEN, BATCH = 2000, 64, 10, 64, 128  # ours
+CONTESTANTS = {
+    "exact_classifier": dict(layers=["classifier"], preconditioner="exact", damping=0.01),
+    "ekfac_true": dict(layers="all", preconditioner="ekfac", damping=0.01, kfac=KFACConfig(fisher="true")),
+    "ekfac_empirical": dict(layers="all", preconditioner="ekfac", damping=0.01,
+                            kfac=KFACConfig(fisher="empirical")),
+}
+
+
+def workload():
+    """Data, model factory and trained parameters (deterministic)."""
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    means = 2 * torch.randn(CLASSES, D_IN, generator=g)
+    y = torch.randint(0, CLASSES, (N,), generator=g)
+    x = means[y] + 3 * torch.randn(N, D_IN, generator=g)
+    torch.manual_seed(0)
+    init = build_model("mlp", (D_IN,), CLASSES, {"hidden": HIDDEN}).state_dict()
+
+    def factory():
+        m = build_model("mlp", (D_IN,), CLASSES, {"hidden": HIDDEN})
+        m.load_state_dict(init)
+        return m
+
+    run = train(factory(), x, y, TrainConfig(epochs=2, batch_size=64, lr=1e-2, checkpoints_per_epoch=1),
+                torch.Generator().manual_seed(0))
+    return factory, run.final, x, y
+
+
+def gradient_pass(factory, params, x, y, gram: bool = False) -> None:
+    """The floor: every example's materialised loss gradient, batch by batch; ``gram``: kept,
+    then their ``N x N`` Gram (one float32 GEMM) -- the floor of any gradient-similarity matrix."""
+    model = factory()
+    model.load_state_dict(params)
+    bound = GradientMap("loss").bind(model, None)
+    opts = EngineOptions()
+    rows = []
+    for b0 in range(0, len(y), BATCH):
+        feats = bound(x[b0 : b0 + BATCH], y[b0 : b0 + BATCH])
+        parts = [materialise(f, opts) for f in feats.values()]
+        if gram:
+            rows.append(torch.cat(parts, 1))
+    if gram:
+        g = torch.cat(rows)
+        g @ g.T
+
+
+def _cpu(fn) -> float:
+    t = time.process_time()
+    fn()
+    return time.process_time() - t
+
+
+def measure(name: str) -> dict:
+    """Child: CPU seconds of the floor (best of 3) and of contestant ``name`` (after a warm-up
+    call), and this process's peak RSS."""
+    factory, params, x, y = workload()
+    kw = CONTESTANTS[name]
+    floor = min(_cpu(lambda: gradient_pass(factory, params, x, y)) for _ in range(3))
+    gram = min(_cpu(lambda: gradient_pass(factory, params, x, y, gram=True)) for _ in range(3))
+    pairwise_influence(factory, params, x, y, **kw)  # warm-up
+    wall = time.perf_counter()
+    cost = _cpu(lambda: pairwise_influence(factory, params, x, y, **kw))
+    wall = time.perf_counter() - wall
+    s = pairwise_influence(factory, params, x, y, **kw)
+    return {"floor_cpu_s": floor, "gram_floor_cpu_s": gram, "cpu_s": cost, "wall_s": wall,
+            "ratio": cost / floor, "ratio_to_gram": cost / gram,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "finite": bool(np.isfinite(s).all()), "dtype": str(s.dtype), "n_params":
+            sum(p.numel() for p in factory().parameters())}
+
+
+def _run(benchmark, name: str) -> dict:
+    info = in_child(benchmark, "test_bench_pairwise", "measure", name, env={"OMP_NUM_THREADS": "1"})
+    benchmark.extra_info.update(info)
+    print(f"\n{name}: N={N}, {info['n_params']} parameters; floors: gradient pass {info['floor_cpu_s']:.3f} s, "
+          f"+ N x N Gram {info['gram_floor_cpu_s']:.3f} s CPU; pairwise {info['cpu_s']:.3f} s CPU "
+          f"({info['wall_s']:.3f} s wall): {info['ratio']:.0f} x the pass, {info['ratio_to_gram']:.1f} x the "
+          f"Gram floor; peak RSS {info['peak_rss_mb']:.0f} MB, output {info['dtype']}")
+    assert info["finite"] and info["dtype"] == "float32"
+    return info
+
+
+def test_bench_pairwise_exact_classifier(benchmark):
+    assert _run(benchmark, "exact_classifier")["ratio_to_gram"] <= 5
+
+
+def test_bench_pairwise_ekfac_true_fisher(benchmark):
+    assert _run(benchmark, "ekfac_true")["ratio_to_gram"] <= 10
+
+
+def test_bench_pairwise_ekfac_empirical_fisher(benchmark):
+    assert _run(benchmark, "ekfac_empirical")["ratio_to_gram"] <= 6
