@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from benchmark.config import ConfigError
 from benchmark.api import Evidence, TargetRanker
+from benchmark.features import penultimate_features  # noqa: F401  (re-exported: it lived here)
 from benchmark.registry import target_rankers
 
 
@@ -30,18 +30,6 @@ class KNNConfig:
             raise ConfigError(f"k must be >= 1, got {self.k}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-@torch.no_grad()
-def penultimate_features(model: nn.Module, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """``(N, D)`` float64 penultimate representations ``model.features(x)``, flattened."""
-    if not hasattr(model, "features"):
-        raise TypeError(f"{type(model).__name__} has no .features(x); k-NN baselines need the "
-                        "penultimate representation (every benchmark model exposes it)")
-    model.eval()
-    out = [model.features(inputs[i : i + batch_size]).reshape(len(inputs[i : i + batch_size]), -1)
-           for i in range(0, len(inputs), batch_size)]
-    return torch.cat(out).double()
 
 
 def kth_neighbour_distance(queries: torch.Tensor, train: torch.Tensor, k: int,

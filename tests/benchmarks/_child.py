@@ -13,10 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def in_child(benchmark, module: str, fn: str, *args, env: dict | None = None) -> dict:
-    """``tests.benchmarks.<module>.<fn>(*args)`` in a child process, timed once by
-    pytest-benchmark; returns the JSON object it prints last."""
+    """``tests/benchmarks/<module>.py``'s ``fn(*args)`` in a child process, timed once by
+    pytest-benchmark; returns the JSON object it prints last.  The module is imported by its
+    file's folder, not as ``tests.benchmarks.<module>``: a wheel that ships a top-level ``tests``
+    package (kronfluence 1.0.1 does) would shadow this project's ``tests`` folder."""
     code = (f"import json, sys; sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).resolve().parent)!r}]; "
-            f"from tests.benchmarks import {module} as b; "
+            f"import {module} as b; "
             f"print(json.dumps(b.{fn}(*{args!r})))")
     child_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
     out: dict = {}

@@ -268,8 +268,8 @@ def test_bench_vs_captum_sample_wise(benchmark):
 
 _MEMORY_SCRIPT = """
 import json, resource, sys, torch
-sys.path.insert(0, {repo!r})
-from tests.benchmarks.test_bench_influence import make_workload, factory
+sys.path[:0] = [{repo!r}, {repo!r} + "/tests/benchmarks"]
+from test_bench_influence import make_workload, factory
 from defenses.influence.engine import score_matrix
 w = make_workload({n}, n_ckpt={c}, n_queries=100)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
