@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmark import diagnostics as dg
 from benchmark.metrics import summarize
-from benchmark.report import FIGURE_DPI, PANEL_HEIGHT_IN, PANEL_WIDTH_IN
+from benchmark.report import PANEL_HEIGHT_IN, PANEL_WIDTH_IN, save_figure
 from benchmark.store import Record
 
 PROTOCOL = "influence-density"
@@ -68,11 +68,7 @@ def render_density_figure(records: list[Record], path: Path, method: str = "GAS"
                 ax.set_ylabel("density")
                 ax.legend(frameon=False, fontsize=6)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=FIGURE_DPI)
-        plt.close(fig)
-    return path
+        return save_figure(fig, Path(path))
 
 
 DIAGNOSTICS = "training-diagnostics"
@@ -165,8 +161,4 @@ def render_filtering_figure(records: list[Record], path: Path) -> Path | None:
             ax.set_ylim(-0.02, 1.02)
             ax.legend(frameon=False, fontsize=6)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=FIGURE_DPI)
-        plt.close(fig)
-    return path
+        return save_figure(fig, Path(path))

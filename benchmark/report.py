@@ -619,7 +619,8 @@ def build_figure(records: list[Record], metric: str | None = None, order: list[s
     return fig
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` at :data:`FIGURE_DPI` (folders created) and close it."""
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -633,7 +634,7 @@ def render_figure(records: list[Record], path: Path, metric: str | None = None,
     """One PNG with a panel per experiment/scale (see :func:`build_figure`), two panels per row:
     3.4 in wide for one panel, 6.8 in for more, 2.8 in per row of panels, at 300 dpi."""
     fig = build_figure(records, metric, order)
-    return _save(fig, Path(path)) if fig is not None else None
+    return save_figure(fig, Path(path)) if fig is not None else None
 
 
 def render_figures(records: list[Record], path: Path, metric: str | None = None,
@@ -652,5 +653,5 @@ def render_figures(records: list[Record], path: Path, metric: str | None = None,
     for experiment, scale, _, _ in _panels(disambiguate_labels(ok), metric, order):
         fig = build_figure([r for r in ok if r.experiment == experiment and r.scale == scale], metric)
         tag = experiment if len(scales[experiment]) == 1 else f"{experiment}-{scale}"
-        written.append(_save(fig, path.with_name(f"{path.stem}-{slug(tag)}{path.suffix or '.png'}")))
+        written.append(save_figure(fig, path.with_name(f"{path.stem}-{slug(tag)}{path.suffix or '.png'}")))
     return written

@@ -13,7 +13,7 @@ import torch
 
 from benchmark.api import MethodResult, Protocol
 from benchmark.metrics import auprc
-from benchmark.protocols.common import make_evidence
+from benchmark.protocols.common import one_target_scores, make_evidence
 from benchmark.registry import protocols
 from benchmark.trial import PreparedTrial
 
@@ -43,10 +43,6 @@ class AdversarialSet(Protocol):
 
     def evaluate(self, p: PreparedTrial, state: State, method, rng: np.random.Generator) -> MethodResult:
         ev = make_evidence(p, method.requires, rng, state.query_inputs, state.query_labels)
-        scores = np.asarray(method.score(ev), dtype=np.float64)
-        if scores.ndim == 2:
-            if scores.shape[1] != 1:
-                raise ValueError(f"expected one score column for one target, got shape {scores.shape}")
-            scores = scores[:, 0]
+        scores = one_target_scores(method, ev)
         return MethodResult(metrics={"auprc": auprc(p.is_adv, scores)}, scores=scores,
                             granted=sorted(ev.granted), extra={"target_index": state.target_index})

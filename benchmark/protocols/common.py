@@ -48,6 +48,17 @@ def make_evidence(p: PreparedTrial, requires: frozenset[str], rng: np.random.Gen
     return ev
 
 
+def one_target_scores(method, ev: Evidence) -> np.ndarray:
+    """``method``'s ``(n_train,)`` scores for a protocol's one target (a per-query method's single
+    column, or a query-free method's vector)."""
+    scores = np.asarray(method.score(ev), dtype=np.float64)
+    if scores.ndim == 2:
+        if scores.shape[1] != 1:
+            raise ValueError(f"expected one score column for one target, got shape {scores.shape}")
+        scores = scores[:, 0]
+    return scores
+
+
 def build_removal(spec: Mapping[str, Any] | str, what: str) -> RemovalRule:
     """The registered removal rule of ``spec`` (``{"name": ..., "params": {...}}`` or a name)."""
     spec = unwrap(spec)

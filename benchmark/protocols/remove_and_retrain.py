@@ -26,7 +26,7 @@ import torch
 from benchmark.api import MethodResult, Protocol
 from benchmark.config import ConfigError
 from benchmark.metrics import accuracy, auprc, removal_percentages
-from benchmark.protocols.common import build_removal, make_evidence, retrain
+from benchmark.protocols.common import one_target_scores, build_removal, make_evidence, retrain
 from benchmark.registry import protocols
 from benchmark.trial import PreparedTrial
 
@@ -80,11 +80,7 @@ class RemoveAndRetrain(Protocol):
         if "queries" in method.requires and state.query_inputs is None:
             raise ValueError("remove-and-retrain: no successful target to hand a method that needs a query")
         ev = make_evidence(p, method.requires, rng, state.query_inputs, state.query_labels)
-        scores = np.asarray(method.score(ev), dtype=np.float64)
-        if scores.ndim == 2:
-            if scores.shape[1] != 1:
-                raise ValueError(f"expected one score column for one target, got shape {scores.shape}")
-            scores = scores[:, 0]
+        scores = one_target_scores(method, ev)
         budget = int(p.attacked.is_adv.sum()) if self.rule.needs_budget else None
         removed = self.rule.select(scores, rng, budget)
         pct_adv, pct_cl = removal_percentages(removed, p.is_adv)

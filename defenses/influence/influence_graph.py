@@ -32,6 +32,16 @@ from defenses.influence.graph_search import (AVERAGES, NEGATIVES, PRUNES, STOPS,
 from defenses.influence.pairwise import PRECONDITIONERS, pairwise_gas, pairwise_influence
 
 
+def _check_search_options(c) -> None:
+    """The graph and search options every influence-graph config shares."""
+    for name, value, allowed in (("negative", c.negative, NEGATIVES), ("stop", c.stop, STOPS),
+                                 ("prune", c.prune, PRUNES)):
+        if value not in allowed:
+            raise ConfigError(f"influence graph: {name} must be one of {list(allowed)}, got {value!r}")
+    if c.average is not None and c.average not in AVERAGES:
+        raise ConfigError(f"influence graph: average must be one of {list(AVERAGES)} or None, got {c.average!r}")
+
+
 @dataclass
 class GraphConfig:
     """``layers``: the Hessian's parameter scope (``"all"`` or names; required, as for ``if``).
@@ -49,13 +59,10 @@ class GraphConfig:
     prune: str = "remove"  # paper 001 Sec. 3.3: "selecting the node that causes the least score reduction"
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("preconditioner", self.preconditioner, PRECONDITIONERS),
-                                     ("negative", self.negative, NEGATIVES), ("stop", self.stop, STOPS),
-                                     ("prune", self.prune, PRUNES)):
-            if value not in allowed:
-                raise ConfigError(f"influence graph: {name} must be one of {list(allowed)}, got {value!r}")
-        if self.average is not None and self.average not in AVERAGES:
-            raise ConfigError(f"influence graph: average must be one of {list(AVERAGES)} or None, got {self.average!r}")
+        _check_search_options(self)
+        if self.preconditioner not in PRECONDITIONERS:
+            raise ConfigError(f"influence graph: preconditioner must be one of {list(PRECONDITIONERS)}, "
+                              f"got {self.preconditioner!r}")
 
 
 @dataclass
@@ -73,12 +80,7 @@ class GasGraphConfig:
     prune: str = "remove"
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("negative", self.negative, NEGATIVES), ("stop", self.stop, STOPS),
-                                     ("prune", self.prune, PRUNES)):
-            if value not in allowed:
-                raise ConfigError(f"influence graph: {name} must be one of {list(allowed)}, got {value!r}")
-        if self.average is not None and self.average not in AVERAGES:
-            raise ConfigError(f"influence graph: average must be one of {list(AVERAGES)} or None, got {self.average!r}")
+        _check_search_options(self)
 
 
 class _InfluenceGraph(Defense):
