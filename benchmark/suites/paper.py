@@ -23,12 +23,17 @@ run); ``smoke`` = seconds per trial, the golden-result check of ``python -m benc
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
+
+import numpy as np
 
 from benchmark.claims import Beats, Bound, Claim, Stable
 from benchmark.config import ours, paper, reference_code, unwrap
 from benchmark.experiment import Entry, Experiment, MethodSpec, NotRun, Suite, deep_merge
+from benchmark.protocols.filtering import FIG4_PERCENTS
 from benchmark.registry import suites
+from benchmark.rng import derive_seed
 from benchmark.suites import attack_strength as strength
 from benchmark.suites.quick import (ESTIMATORS, FIT_RANKERS, RENORMALIZATION_PAIRS, TARGET_BASELINES,
                                     TRIVIAL)
@@ -126,8 +131,6 @@ SMOKE_MITIGATION = {"protocol": {"params": {"max_rounds": ours(1, "smoke")}}}
 #: Issue 14 item 2b: the speech entries on FSDD and on two datasets that can test the claim (their
 #: attack settings calibrated on ASR alone before any defense ran on them: results/calibration/
 #: attack-strength_speech-noise-burst-{held-out-speaker,espeak}.json).
-SPEECH_VARIANTS_DEFERRED = NotRun("deferred", "calibrated (ASR at small: results/calibration/), not run with "
-                                              "defenses at small yet (CPU time)")
 SMOKE_ESPEAK = {"dataset": {"params": {"n_speakers": ours(3, "smoke"), "clips_per_digit": ours(3, "smoke"),
                                        "n_test": ours(1, "smoke")}}}
 
@@ -135,8 +138,8 @@ SMOKE_ESPEAK = {"dataset": {"params": {"n_speakers": ours(3, "smoke"), "clips_pe
 def speech_bases() -> list[tuple[str, Experiment, dict, dict]]:
     """(suffix, attack-strength experiment, its not_run, extra smoke override) per speech dataset."""
     return [("fsdd", strength.speech(), {}, {}),
-            ("held-out-speaker", strength.speech_held_out(), {"small": SPEECH_VARIANTS_DEFERRED}, {}),
-            ("espeak", strength.speech_espeak(), {"small": SPEECH_VARIANTS_DEFERRED}, SMOKE_ESPEAK)]
+            ("held-out-speaker", strength.speech_held_out(), {}, {}),
+            ("espeak", strength.speech_espeak(), {}, SMOKE_ESPEAK)]
 
 
 def fig1() -> list[Experiment]:
@@ -228,6 +231,90 @@ def fig5() -> list[Experiment]:
     return out
 
 
+#: Fig. 4's estimators (paper 000 Sec. 4.5: influence functions and TracIn with and without
+#: renormalization, GAS-L, against random removal; representer point is excluded there, fn. 10).
+#: With one checkpoint per epoch (small) TracIn equals TracInCP, so only TracInCP is listed.
+FILTERING_METHODS = (
+    MethodSpec("Influence Func.", "if", params={"layers": IF_LAST_LAYER}),
+    MethodSpec("Rn. Influence Func.", "if-renorm", params={"layers": IF_LAST_LAYER}),
+    MethodSpec("TracInCP", "tracincp"),
+    MethodSpec("GAS", "gas"),
+    MethodSpec("GAS-L", "gas-l"),
+    MethodSpec("Random", "random"),
+)
+
+CIFAR_CLASSES = tuple(range(10))
+
+
+def _fig4_pairs() -> dict[str, tuple[int, int]]:
+    """Weber's two pairs and three random ones (paper 000 Sec. 4.5: "the two pairs specified by
+    Weber et al. and three additional random pairs"; ours: drawn once with a fixed seed among
+    the other pairs)."""
+    fixed = {"plane-bird": (0, 2), "auto-dog": (1, 5)}
+    others = [pq for pq in itertools.combinations(CIFAR_CLASSES, 2) if pq not in fixed.values()]
+    rng = np.random.default_rng(derive_seed("paper-000-fig4-random-pairs"))
+    chosen = [others[i] for i in sorted(rng.choice(len(others), 3, replace=False))]
+    return {**fixed, **{f"random-{a}-{b}": (a, b) for a, b in chosen}}
+
+
+def fig4() -> list[Experiment]:
+    """Influence filtering on clean CIFAR-10 pairs, ResNet9 pre-trained on the eight held-out
+    classes and fine-tuned on the pair (paper 000 Sec. 4.5, Fig. 4)."""
+    out = []
+    for pair_name, pair in _fig4_pairs().items():
+        held_out = tuple(c for c in CIFAR_CLASSES if c not in pair)
+        where = "000 Sec. 4.5"
+        config = {
+            "dataset": strength.CIFAR, "featurizer": strength.IMAGE,
+            "attack": {"name": "clean-pair", "params": {"classes": paper(pair, f"{where}: a CIFAR10 class pair"),
+                                                        "n_train": paper(None, f"{where}: the pair's training images")}},
+            "pretrain": {"classes": paper(held_out, f"{where}: pre-trained on the eight held-out classes"),
+                         "n_per_class": paper(None, f"{where}: all their training images")},
+            "model": {"name": "resnet9", "params": {"width": reference_code(64, "datasets/_cifar10_resnet.py")}},
+            "train": strength.TRAIN_000,
+            "protocol": {"name": "filtering", "params": {
+                "n_retrain": paper(20, f"{where}: 20 models trained per method per trial"),
+                "n_selection_models": reference_code(30, "NUM_INIT_TRAIN"),
+                "mis_rate_low": paper(0.1, f"{where}: moderate misclassification rate (10-20%)"),
+                "mis_rate_high": paper(0.2, f"{where}: moderate misclassification rate (10-20%)")}},
+            "trials": paper(30, f"{where}, Fig. 4: 30 trials per class pair"),
+        }
+        small = {
+            "attack": {"params": {"n_train": ours(1000, "CPU budget: 70 fine-tunings per trial"),
+                                  "n_test": ours(1000, "CPU budget: the z_filt candidates")}},
+            "pretrain": {"n_per_class": ours(500, "CPU budget: 4,000 pre-training images")},
+            "model": {"params": strength.SMALL_RESNET9},
+            "train": {"epochs": ours(4, "CPU budget: fine-tuning from the pre-trained backbone"), **SMALL_CHECKPOINTS},
+            "protocol": {"params": {"n_retrain": ours(2, "CPU budget: 60 fine-tunings per trial"),
+                                    "n_selection_models": ours(10, "CPU budget; rates 0.1 and 0.2 qualify")}},
+            "trials": SMALL_TRIALS,
+        }
+        smoke = {
+            "attack": {"params": {"n_train": ours(200, "smoke"), "n_test": ours(100, "smoke")}},
+            "pretrain": {"n_per_class": ours(20, "smoke"), "train": {"epochs": ours(1, "smoke")}},
+            "model": {"params": {"width": ours(4, "smoke")}},
+            "train": strength.SMOKE_TRAIN, "trials": strength.SMOKE_TRIALS,
+            "protocol": {"params": {"n_retrain": ours(1, "smoke"), "n_selection_models": ours(2, "smoke"),
+                                    "mis_rate_low": ours(0.0, "smoke: any test example qualifies"),
+                                    "mis_rate_high": ours(1.0, "smoke"),
+                                    "removals": [{"name": "top-percent", "params": {"percent": ours(10, "smoke")}}]}},
+        }
+        not_run = {} if pair_name == "plane-bird" else {"smoke": NotRun("deferred", "smoke: one pair checks the plumbing")}
+        if pair_name.startswith("random"):
+            not_run["small"] = NotRun("deferred", "the random pairs run at full scale only (issue 14 item 1)")
+        elif pair_name == "auto-dog":
+            not_run["small"] = NotRun("deferred", "CPU budget: one class pair (plane -> bird) at small")
+        out.append(Experiment(
+            name=f"fig4-filtering-{pair_name}",
+            description=f"Influence filtering of z_filt's top-ranked training data, clean CIFAR-10 {pair_name}, "
+                        f"ResNet9 pre-trained on the 8 other classes",
+            config=config, methods=FILTERING_METHODS, scales={"small": small, "smoke": smoke},
+            comparisons=(("Rn. Influence Func.", "Influence Func."), ("GAS", "TracInCP"),
+                         ("Influence Func.", "Random"), ("TracInCP", "Random")),
+            paper_reference="paper 000 Sec. 4.5, Fig. 4", not_run=not_run))
+    return out
+
+
 def _mitigation(base: Experiment, name: str, what: str, target_source: str = "known",
                 smoke: dict | None = None) -> Experiment:
     params: dict[str, Any] = {
@@ -247,7 +334,6 @@ def _mitigation(base: Experiment, name: str, what: str, target_source: str = "kn
 
 def table1() -> list[Experiment]:
     vision, speech = _weber_base("blend", (0, 2)), strength.speech()
-    e2e = NotRun("deferred", "end-to-end Alg. 2 (FIT + mitigation) does not fit the small CPU budget this session")
     out = [
         _mitigation(vision, "vision-backdoor-mitigation", "Weber blend backdoor plane -> bird"),
         _mitigation(speech, "speech-backdoor-mitigation", "speech backdoor on FSDD"),
@@ -257,9 +343,95 @@ def table1() -> list[Experiment]:
         out.append(dataclasses.replace(exp, not_run=not_run))
     for base, name, what in ((vision, "vision-backdoor-mitigation-e2e", "Weber blend backdoor plane -> bird"),
                              (speech, "speech-backdoor-mitigation-e2e", "speech backdoor on FSDD")):
-        exp = _mitigation(base, name, what, target_source="ranker")
-        out.append(dataclasses.replace(exp, not_run={"small": e2e}))
+        out.append(_mitigation(base, name, what, target_source="ranker"))
     return out
+
+
+# -- paper 001 Table 1 ---------------------------------------------------------------------------
+
+#: Paper 001 Sec. 4.1: "4 pairs of (attack, target) labels" = (y_targ, y_adv) (attacks/patterns.py).
+PAIRS_001 = {"airplane-bird": (0, 2), "truck-deer": (9, 4), "automobile-cat": (1, 3), "ship-frog": (8, 6)}
+#: Paper 001's attack names -> the attack-strength experiments (their attack, victim and small settings).
+ATTACKS_001 = {"pixel": strength.spectral_pixel, "semantic": strength.semantic,
+               "input-aware": strength.input_aware, "mixing": strength.composite}
+EPSILONS_001 = (0.05, 0.1)  # paper 001 Sec. 4.1 / Table 1: eps N in {0.05, 0.1}
+
+#: The influence graph's Hessian scope (paper 001 states none): the exact damped Hessian of the
+#: final linear layer, as influence functions' scope in paper 000's entries (IF_LAST_LAYER).
+GRAPH_LAYERS = ours(("classifier",), "paper 001 states no scope; as IF_LAST_LAYER")
+
+#: Table 1's columns (paper 001's labels), then paper 000's methods and ours in the same protocol.
+TABLE1_001_METHODS = (
+    MethodSpec("no defense", "none"),
+    MethodSpec("PCA", "spectral-signatures"),
+    MethodSpec("Clustering", "activation-clustering"),
+    MethodSpec("SPECTRA", "spectre"),
+    MethodSpec("COSIN", "cosin"),
+    MethodSpec("Greedy", "influence-graph-greedy", params={"layers": GRAPH_LAYERS}),
+    MethodSpec("Agglomerate", "influence-graph-agglomerative", params={"layers": GRAPH_LAYERS}),
+    MethodSpec("Deep k-NN", "deep-knn"),
+    MethodSpec("GAS (known target)", "gas"),
+    MethodSpec("Greedy (GAS, ours)", "influence-graph-gas-greedy"),
+    MethodSpec("Random", "random"),
+)
+
+#: At small every paper-001 attack is below MIN_ASR with today's frozen victim (ResNet-8, 12
+#: epochs, clean accuracy 0.61-0.64): results/attack_strength_small.md.
+WEAK_001_AT_SMALL = {
+    "pixel": "ASR 0.90 (0.898) at small (results/attack_strength_small.md, spectral-pixel)",
+    "semantic": "ASR 0.71 at small (results/attack_strength_small.md, semantic)",
+    "input-aware": "ASR 0.85 at small (results/attack_strength_small.md, input-aware)",
+    "mixing": "ASR 0.63 at small (results/attack_strength_small.md, composite)",
+}
+
+
+def table1_001() -> list[Experiment]:
+    """Paper 001 Table 1: four attacks x eps N in {0.05, 0.1} x four class pairs, every defender
+    removes 1.5 eps N and the model is retrained (protocol ``remove-and-retrain``)."""
+    out = []
+    protocol = {"name": "remove-and-retrain", "params": {
+        "removal": {"name": paper("top-k", "001 Sec. 4.1"), "params": {"factor": paper(1.5, "001 Sec. 4.1: 1.5 eps N removed")}}}}
+    for attack, make in ATTACKS_001.items():
+        base = make()
+        for eps in EPSILONS_001:
+            for pair_name, (y_targ, y_adv) in PAIRS_001.items():
+                where = "001 Sec. 4.1"
+                params: dict[str, Any] = {"y_targ": paper(y_targ, f"{where} pair {pair_name}"),
+                                          "y_adv": paper(y_adv, f"{where} pair {pair_name}")}
+                not_run: dict[str, NotRun] = {}
+                if attack == "semantic":
+                    # the attack-strength full setting (eps 0.03) is the largest the green feature supports
+                    if eps == 0.1:
+                        not_run["full"] = NotRun("not-implemented", "a natural-feature semantic backdoor at eps N = "
+                                                 "0.1 needs 5,000 source images with the feature; CIFAR-10 has "
+                                                 "about 1,500 green airplanes (attack_strength.semantic)")
+                else:
+                    params["epsilon"] = paper(eps, f"{where}: eps N = {eps}")
+                small_eps = unwrap(base.scales["small"]["attack"]["params"].get("epsilon"))
+                if pair_name != "airplane-bird" or (small_eps is not None and abs(small_eps - eps) > 1e-12):
+                    not_run["small"] = NotRun("deferred", "CPU budget: at small, the pair airplane -> bird at "
+                                                          "the attack-strength suite's small eps only")
+                else:
+                    not_run["small"] = NotRun("attack-not-successful", WEAK_001_AT_SMALL[attack])
+                if pair_name != "airplane-bird" or eps != 0.05 or attack != "pixel":
+                    not_run["smoke"] = NotRun("deferred", "smoke: one attack, pair and eps check the plumbing")
+                config = deep_merge(base.config, {"attack": {"params": params}, "protocol": protocol})
+                # the attack-strength experiment's own setting: the same poisons and model (seed group)
+                same = (unwrap(config["attack"]) == unwrap(base.config["attack"])
+                        and "small" in not_run and not_run["small"].status == "attack-not-successful")
+                smoke = deep_merge(base.scales.get("smoke", {}), {"train": {"checkpoints_per_epoch": ours(2, "smoke: GAS needs checkpoints")}})
+                out.append(Experiment(
+                    name=f"t1-001-{attack}-eps{int(round(eps * 100)):02d}-{pair_name}",
+                    description=f"Paper 001 Table 1: {attack} backdoor, eps N = {eps}, {pair_name}, remove 1.5 eps N and retrain",
+                    config=config, methods=TABLE1_001_METHODS,
+                    scales={**base.scales, "smoke": smoke}, paper_reference="paper 001 Sec. 4.1, Table 1",
+                    seed_group=base.name if same else None, not_run=not_run,
+                    comparisons=(("Agglomerate", "PCA"), ("Agglomerate", "SPECTRA"), ("Agglomerate", "COSIN"),
+                                 ("Greedy", "Agglomerate"), ("GAS (known target)", "Agglomerate"))))
+    return out
+
+
+TABLE1_001_EXPERIMENTS = tuple(e.name for e in table1_001())
 
 
 SPEECH_DATASETS = ("fsdd", "held-out-speaker", "espeak")
@@ -271,7 +443,7 @@ ENTRIES = (
     Entry("000-fig2-3", "000", "Figs. 2-3", "Training-loss and gradient-norm diagnostics",
           ("fig2-loss-tracking-cifar-mnist-joint", "fig3-layer-split-weber-one-pixel", "fig3-layer-split-weber-blend")),
     Entry("000-fig4", "000", "Fig. 4", "Influence filtering (top p% removed, retrain) vs random",
-          missing=NotRun("deferred", "20 retrains per method and level per trial: not run in this session")),
+          tuple(f"fig4-filtering-{p}" for p in _fig4_pairs())),
     Entry("000-fig5", "000", "Fig. 5", "GAS influence densities of a target and a non-target",
           ("fig5-density-speech", "fig5-density-weber-blend")),
     Entry("000-fig6-8", "000", "Figs. 6 and 8", "Adversarial-set identification, speech and Weber vision backdoors",
@@ -285,7 +457,7 @@ ENTRIES = (
     Entry("000-kappa", "000", "suppl. F.6", "FIT's sensitivity to kappa in {1, 5, 10, 25}",
           ("fig7-target-id-weber-blend",) + SPEECH_TARGET_ID),
     Entry("001-table1", "001", "Table 1", "Influence graph vs spectral signatures, clustering, SPECTRE, COSIN on CIFAR-10",
-          missing=NotRun("not-implemented", "issue 9")),
+          TABLE1_001_EXPERIMENTS),
     Entry("001-tables2-4", "001", "Tables 2-4", "Influence graph and ONION on SST-2 NLP backdoors",
           missing=NotRun("not-implemented", "issue 10")),
 )
@@ -298,6 +470,7 @@ TARGET_ID_EXPERIMENTS = ("fig7-target-id-weber-blend",) + SPEECH_TARGET_ID
 MITIGATION_EXPERIMENTS = ("vision-backdoor-mitigation", "speech-backdoor-mitigation",
                           "speech-backdoor-mitigation-held-out-speaker", "speech-backdoor-mitigation-espeak",
                           "vision-backdoor-mitigation-e2e", "speech-backdoor-mitigation-e2e")
+FILTERING_EXPERIMENTS = tuple(f"fig4-filtering-{p}" for p in _fig4_pairs())
 _NON_GAS = ("TracInCP", "TracIn", "Rn. TracIn", "TracIn-L", "Influence Func.", "Rn. Influence Func.",
             "Influence Func.-L", "Representer Pt.", "Rn. Representer Pt.")
 
@@ -319,6 +492,21 @@ CLAIMS = (
           "000 suppl. F.6 (stated in Sec. 6.3)",
           tuple(Stable(e, (f"FIT w/ {est}",) + tuple(f"FIT w/ {est}, κ={k}" for k in KAPPAS), "auprc", 0.021)
                 for e in TARGET_ID_EXPERIMENTS for est in ("GAS", "GAS-L"))),
+    Claim("filtering-renormalization", "Renormalization improves influence filtering at every percentage removed",
+          "000 Sec. 4.5, Fig. 4",
+          tuple(Beats(e, a, b, f"misclassification_rate@{pct}%") for e in FILTERING_EXPERIMENTS
+                for a, b in (("Rn. Influence Func.", "Influence Func."), ("GAS", "TracInCP")) for pct in FIG4_PERCENTS)),
+    Claim("filtering-beats-random", "Influence filtering, with or without renormalization, beats random removal",
+          "000 Sec. 4.5, Fig. 4",
+          tuple(Beats(e, m.label, "Random", f"misclassification_rate@{pct}%") for e in FILTERING_EXPERIMENTS
+                for m in FILTERING_METHODS if m.label != "Random" for pct in FIG4_PERCENTS)),
+    Claim("graph-beats-baselines", "Greedy and Agglomerate beat PCA, Clustering, SPECTRA and COSIN (lower ASR after "
+          "retraining) on the semantic, input-aware and mixing attacks", "001 Sec. 4.1, Table 1",
+          tuple(Beats(e, a, b, "attack_success_rate") for e in TABLE1_001_EXPERIMENTS
+                if not e.startswith("t1-001-pixel") for a in ("Greedy", "Agglomerate")
+                for b in ("PCA", "Clustering", "SPECTRA", "COSIN"))),
+    Claim("agglomerate-beats-greedy", "Agglomerate's ASR after retraining is at most Greedy's", "001 Sec. 4.1, Table 1",
+          tuple(Beats(e, "Agglomerate", "Greedy", "attack_success_rate") for e in TABLE1_001_EXPERIMENTS)),
     Claim("density-tail", "A target's influence vector has a heavier upper tail than a non-target's",
           "000 Sec. 5.2, Fig. 5",
           tuple(Bound(e, m.label, "upper_tail_gap", 0.0, below=False) for e in ("fig5-density-speech", "fig5-density-weber-blend")
@@ -339,7 +527,7 @@ def paper_suite() -> Suite:
         name="paper",
         version=VERSION,
         description="Paper 000's (and later paper 001's) results on real data, one entry per table or figure",
-        experiments=tuple(fig1() + fig2_3() + fig5() + fig6_8() + fig7() + table1()),
+        experiments=tuple(fig1() + fig2_3() + fig4() + fig5() + fig6_8() + fig7() + table1() + table1_001()),
         entries=ENTRIES,
         min_asr=unwrap(MIN_ASR),
         claims=CLAIMS,
