@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -473,7 +474,8 @@ def _latex_output(sections: list[Section], notes: list[str], standalone: bool) -
     return LATEX_PREAMBLE + "\n" + body + "\n" + LATEX_END if standalone else body
 
 
-#: Column order (Table 1 of paper 000 for mitigation); metrics not listed follow alphabetically.
+#: Column order (Table 1 of paper 000 for mitigation); metrics not listed follow alphabetically,
+#: those of one base metric at several settings (``m@1%``, ``m@5%``, ...) in numeric setting order.
 METRIC_ORDER = (
     "auprc", "target_rank", "pct_adv_removed", "pct_clean_removed", "attack_success_rate",
     "asr_all_targets", "clean_accuracy", "clean_accuracy_change", "retrain_rounds",
@@ -484,7 +486,14 @@ METRIC_ORDER = (
 
 def _metric_order(names: set[str]) -> list[str]:
     known = [m for m in METRIC_ORDER if m in names]
-    return known + sorted(n for n in names if n not in METRIC_ORDER)
+    return known + sorted((n for n in names if n not in METRIC_ORDER), key=_setting_key)
+
+
+def _setting_key(name: str) -> tuple:
+    """``m@10%`` after ``m@5%``: the base name, then the setting's leading number if it has one."""
+    base, _, setting = name.partition("@")
+    num = re.match(r"[-+]?\d*\.?\d+", setting)
+    return (base, 0 if num else 1, float(num.group()) if num else 0.0, setting)
 
 
 def _sort_key(recs: list[Record], metrics: list[str]) -> float:

@@ -294,3 +294,13 @@ def test_paired_difference_line_counts_wins_in_the_metric_direction():
     by = {"A": [rec("A", t, r) for t, r in enumerate((1, 2, 9))], "B": [rec("B", t, r) for t, r in enumerate((5, 5, 5))]}
     line = _comparison_line(by, "A", "B", ["target_rank"])
     assert "A better (lower) in 2/3 trials" in line
+
+
+def test_settings_of_one_metric_are_ordered_numerically():
+    from benchmark.report import _metric_order
+
+    names = {"misclassification_rate@1%", "misclassification_rate@10%", "misclassification_rate@5%",
+             "misclassification_rate@30%", "auprc", "misclassification_rate@k=3"}
+    assert _metric_order(names) == ["auprc", "misclassification_rate@1%", "misclassification_rate@5%",
+                                    "misclassification_rate@10%", "misclassification_rate@30%",
+                                    "misclassification_rate@k=3"]
