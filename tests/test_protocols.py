@@ -225,8 +225,12 @@ def test_ranker_ties_are_broken_by_the_trial_rng_not_in_favour_of_targets(tmp_pa
     p = _quick_trial(tmp_path, "mitigation")
     proto = Mitigation(target_source="ranker", stop="label_changed", ranker={"name": "test-constant"},
                        ranker_non_targets=20)
-    picks = [proto.setup(p, numpy_rng(seed)).identified_correctly for seed in range(20)]
+    states = [proto.setup(p, numpy_rng(seed)) for seed in range(20)]
+    picks = [s.identified_correctly for s in states]
     assert sum(picks) <= 5  # 1 target among 21 tied candidates: rarely picked (it was always picked)
+    assert all(s.target_rank == 1.0 for s in states)  # recorded: tied with the top, the target ranks 1
+    fit = Mitigation(target_source="ranker", stop="label_changed", ranker_non_targets=20).setup(p, numpy_rng(0))
+    assert fit.target_rank >= 1.0 and fit.identified_correctly == (fit.target_rank == 1.0)
 
 
 def test_if_variants_share_one_exact_hessian(tmp_path, monkeypatch):

@@ -92,6 +92,7 @@ class State:
     target_true: torch.Tensor  # true labels (for the stop test "all_correct" and the metrics)
     target_ids: np.ndarray  # indices into the attack's targets (empty: a ranker picked a non-target)
     identified_correctly: bool  # for target_source="ranker": was the top candidate a real target
+    target_rank: float | None = None  # for target_source="ranker": the best real target's rank (1 = top)
 
 
 @protocols.register("mitigation", "Target-driven mitigation, remove and retrain until the target flips back "
@@ -144,8 +145,10 @@ class Mitigation(Protocol):
         top = int(rng.choice(np.flatnonzero(scores == scores.max())))
         x = cand[top : top + 1]
         tid = ids[int(order[top])] if is_target[top] else None
+        best = scores[is_target].max() if is_target.any() else -np.inf
+        rank = float(1 + (scores > best).sum())  # ties with the best target do not count against it
         return State(x, p.predict(x), true[top : top + 1],
-                     np.array([tid] if tid is not None else [], dtype=int), bool(is_target[top]))
+                     np.array([tid] if tid is not None else [], dtype=int), bool(is_target[top]), rank)
 
     def _stopped(self, p: PreparedTrial, run, state: State) -> bool:
         pred = p.predict(state.target_inputs, run.final)
@@ -197,7 +200,7 @@ class Mitigation(Protocol):
         metrics["retrain_rounds"] = float(retrains)
         extra = {"human_review": review, "final_zeta": zeta, "iterations": iterations,
                  "n_removed": int(removed.sum()), "target_ids": state.target_ids.tolist(),
-                 "identified_correctly": state.identified_correctly}
+                 "identified_correctly": state.identified_correctly, "target_rank": state.target_rank}
         if self.control is not None and removed.any():
             mask = self.control.select(np.zeros(n), rng, budget=int(removed.sum()))
             control_run = retrain(p, ~mask, "retrain", retrains)
