@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call
 
 from benchmark.training.losses import per_example_loss
+from defenses.influence.engine.preconditioners import FunctionPreconditioner, MatrixPreconditioner
 
 
 class SubsetObjective:
@@ -152,3 +153,25 @@ def lissa(hvp: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], b: t
                              f"it exceeds the Hessian's largest eigenvalue, or increase the damping")
         est += h / scale
     return est / repeats
+
+
+def solver_preconditioner(obj: SubsetObjective, names: Sequence[str], solver: str, damping: float, *,
+                          cg_max_iter: int, cg_tol: float, lissa_step_damp: float, lissa_scale: float,
+                          lissa_depth: int, lissa_repeats: int, lissa_batch_size: int | None,
+                          generator: torch.Generator | None):
+    """The damped inverse of ``obj``'s Hessian as an engine preconditioner over ``names``:
+    ``exact`` / ``cg`` apply ``(H + damping I)^-1``; ``lissa`` runs the recursion with per-step
+    damping ``lissa_step_damp`` and ``lissa_scale`` (effective damping their product).  One
+    dispatch for influence functions (paper 000 Eq. 1) and paper 001's pairwise influence (Eq. 4)."""
+    names = list(names)
+    dtype = obj.dtype
+    if solver == "exact":
+        return MatrixPreconditioner(names, damped_inverse(obj.hessian(), damping))
+    if solver == "cg":
+        return FunctionPreconditioner(names, lambda q: conjugate_gradient(
+            obj.hvp, q.to(dtype), damping, cg_max_iter, cg_tol))
+    if solver == "lissa":
+        return FunctionPreconditioner(names, lambda q: lissa(
+            obj.hvp, q.to(dtype), obj.n, lissa_step_damp, lissa_scale, lissa_depth, lissa_repeats,
+            lissa_batch_size, generator))
+    raise ValueError(f"solver must be 'exact', 'cg' or 'lissa', got {solver!r}")

@@ -48,15 +48,13 @@ from benchmark.config import ConfigError
 from benchmark.registry import defenses
 from defenses.influence.engine import (
     EngineOptions,
-    FunctionPreconditioner,
-    MatrixPreconditioner,
     Preconditioner,
     WeightedCheckpoint,
     resolve_params,
     score_matrices,
     score_matrix,
 )
-from defenses.influence.hessian import SubsetObjective, conjugate_gradient, damped_inverse, lissa
+from defenses.influence.hessian import SubsetObjective, solver_preconditioner
 
 SOLVERS = ("exact", "cg", "lissa")
 
@@ -105,14 +103,10 @@ def build_preconditioner(model: torch.nn.Module, names: Sequence[str], x: torch.
     """The damped inverse Hessian of paper 000 Eq. 1 over ``names``, for ``cfg.solver``."""
     dtype = torch.float64 if cfg.solver_dtype == "float64" else torch.float32
     obj = SubsetObjective(model, names, x, y, batch_size=cfg.hessian_batch_size, dtype=dtype)
-    if cfg.solver == "exact":
-        return MatrixPreconditioner(list(names), damped_inverse(obj.hessian(), cfg.damping))
-    if cfg.solver == "cg":
-        return FunctionPreconditioner(list(names), lambda q: conjugate_gradient(
-            obj.hvp, q.to(dtype), cfg.damping, cfg.cg_max_iter, cfg.cg_tol))
-    return FunctionPreconditioner(list(names), lambda q: lissa(
-        obj.hvp, q.to(dtype), obj.n, cfg.lissa_damp, cfg.lissa_scale, cfg.lissa_depth,
-        cfg.lissa_repeats, cfg.lissa_batch_size, generator))
+    return solver_preconditioner(obj, names, cfg.solver, cfg.damping, cg_max_iter=cfg.cg_max_iter,
+                                 cg_tol=cfg.cg_tol, lissa_step_damp=cfg.lissa_damp, lissa_scale=cfg.lissa_scale,
+                                 lissa_depth=cfg.lissa_depth, lissa_repeats=cfg.lissa_repeats,
+                                 lissa_batch_size=cfg.lissa_batch_size, generator=generator)
 
 
 @defenses.register("if", "Influence functions (paper 000 Eq. 1): (1/n) g_te^T (H + damping I)^-1 g_i "

@@ -54,16 +54,14 @@ from torch import nn
 from benchmark.training.trainer import TrainingRun
 from defenses.influence.engine import (
     EngineOptions,
-    FunctionPreconditioner,
     GradientMap,
-    MatrixPreconditioner,
     Preconditioner,
     StateDict,
     WeightedCheckpoint,
     resolve_params,
     score_matrix,
 )
-from defenses.influence.hessian import SubsetObjective, conjugate_gradient, damped_inverse, lissa
+from defenses.influence.hessian import SubsetObjective, solver_preconditioner
 from defenses.influence.kfac import KFACConfig, fit_kfac
 from defenses.influence.tracin import WEIGHTINGS, weighted_checkpoints
 
@@ -193,15 +191,10 @@ def build_preconditioner(
     model.load_state_dict(params)
     obj = SubsetObjective(model, names, x, y, batch_size=hessian_batch_size, dtype=solver_dtype)
     lam = float(damping)
-    if preconditioner == "exact":
-        return MatrixPreconditioner(names, damped_inverse(obj.hessian(), lam))
-    if preconditioner == "cg":
-        return FunctionPreconditioner(names, lambda q: conjugate_gradient(
-            obj.hvp, q.to(solver_dtype), lam, cg_max_iter, cg_tol))
-    scale = lissa_scale if lissa_scale is not None else auto_lissa_scale(obj, lam)
-    return FunctionPreconditioner(names, lambda q: lissa(
-        obj.hvp, q.to(solver_dtype), obj.n, lam / scale, scale, lissa_depth, lissa_repeats,
-        lissa_batch_size, generator))
+    scale = 1.0 if preconditioner != "lissa" else (lissa_scale if lissa_scale is not None else auto_lissa_scale(obj, lam))
+    return solver_preconditioner(obj, names, preconditioner, lam, cg_max_iter=cg_max_iter, cg_tol=cg_tol,
+                                 lissa_step_damp=lam / scale, lissa_scale=scale, lissa_depth=lissa_depth,
+                                 lissa_repeats=lissa_repeats, lissa_batch_size=lissa_batch_size, generator=generator)
 
 
 def auto_lissa_scale(obj: SubsetObjective, damping: float, steps: int = LISSA_POWER_STEPS) -> float:
