@@ -286,3 +286,30 @@ def test_remove_and_retrain_removes_1p5_eps_n_and_measures_the_retrained_model(t
     assert "queries" in gas.granted and 0 <= gas.metrics["auprc"] <= 1
     rnd = proto.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
     assert rnd.metrics["pct_adv_removed"] < m["pct_adv_removed"]
+
+
+def test_remove_and_retrain_trains_once_for_two_methods_removing_the_same_set(tmp_path, monkeypatch):
+    """COSIN and GAS score identically, so they remove the same set: the second reuses the first's
+    retrained model (same kept set, theta_0 and seed), with the metrics a fresh retrain gives."""
+    from benchmark.protocols import remove_and_retrain as rr
+
+    p = _quick_trial(tmp_path, "mitigation")
+    calls = {"n": 0}
+    real = rr.retrain
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(rr, "retrain", counting)
+    proto = rr.RemoveAndRetrain()
+    state = proto.setup(p, numpy_rng(0))
+    gas = proto.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
+    cosin = proto.evaluate(p, state, build_method(MethodSpec("COSIN", "cosin")), numpy_rng(1))
+    assert calls["n"] == 1 and cosin.extra["retrains_reused"] == 1 and gas.extra["retrains_reused"] == 0
+    assert cosin.metrics == gas.metrics
+    p.memo.clear()  # a fresh retrain gives the same numbers
+    again = proto.evaluate(p, state, build_method(MethodSpec("COSIN", "cosin")), numpy_rng(1))
+    assert calls["n"] == 2 and again.metrics == cosin.metrics
+    rnd = proto.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
+    assert calls["n"] == 3 and rnd.extra["retrains_reused"] == 0

@@ -17,6 +17,8 @@ retraining).
 """
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -84,16 +86,33 @@ class RemoveAndRetrain(Protocol):
         budget = int(p.attacked.is_adv.sum()) if self.rule.needs_budget else None
         removed = self.rule.select(scores, rng, budget)
         pct_adv, pct_cl = removal_percentages(removed, p.is_adv)
-        asr, acc = [], []
+        asr, acc, reused = [], [], 0
         for i in range(self.params.n_retrain):
-            final = retrain(p, ~removed, "remove-and-retrain", i).final
-            hits, eligible = p.attack_success(final)
-            asr.append(hits / eligible if eligible else float("nan"))
-            acc.append(accuracy(p.predict(p.test.inputs, final).numpy(), p.test.labels.numpy()))
+            outcome, was_memo = self._retrained_outcome(p, removed, i)
+            asr.append(outcome[0])
+            acc.append(outcome[1])
+            reused += was_memo
         metrics = {"attack_success_rate": float(np.mean(asr)), "clean_accuracy": float(np.mean(acc)),
                    "clean_accuracy_change": float(np.mean(acc)) - p.trial_metrics["clean_accuracy"],
                    "pct_adv_removed": pct_adv, "pct_clean_removed": pct_cl, "auprc": auprc(p.is_adv, scores)}
         return MethodResult(metrics=metrics, scores=scores, granted=sorted(ev.granted),
                             extra={"target_index": state.target_index, "target_successful": state.target_successful,
                                    "n_removed": int(removed.sum()),
-                                   "removal": self.rule.describe(), "retrained": True})
+                                   "removal": self.rule.describe(), "retrained": True,
+                                   "retrains_reused": reused})
+
+    @staticmethod
+    def _retrained_outcome(p: PreparedTrial, removed: np.ndarray, i: int) -> tuple[tuple[float, float], bool]:
+        """(ASR, clean accuracy) of the model retrained without ``removed`` (retrain ``i``), and
+        whether it came from the trial's memo: two methods of a trial that remove the same set get
+        the same retrained model (same kept set, theta_0 and batch-order seed), so it is trained once
+        (e.g. ``cosin`` and ``gas``, whose scores are identical)."""
+        key = ("remove-and-retrain", hashlib.sha256(np.packbits(removed).tobytes()).hexdigest(), len(removed), i)
+        memo = p.memo.setdefault("retrained", {})
+        if key in memo:
+            return memo[key], True
+        final = retrain(p, ~removed, "remove-and-retrain", i).final
+        hits, eligible = p.attack_success(final)
+        memo[key] = (hits / eligible if eligible else float("nan"),
+                     accuracy(p.predict(p.test.inputs, final).numpy(), p.test.labels.numpy()))
+        return memo[key], False
