@@ -313,3 +313,31 @@ def test_remove_and_retrain_trains_once_for_two_methods_removing_the_same_set(tm
     assert calls["n"] == 2 and again.metrics == cosin.metrics
     rnd = proto.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
     assert calls["n"] == 3 and rnd.extra["retrains_reused"] == 0
+
+
+def test_mitigation_first_round_of_the_methods_of_a_trial_shares_one_engine_pass(tmp_path, monkeypatch):
+    """Before any removal every method scores the trial's own training tensors, so GAS-L's first
+    round reads the pass GAS's first round made (issue 14 item 8), with the numbers it gets alone."""
+    from benchmark.api.evidence import TRIAL_METHODS
+    from defenses.influence import tracin
+
+    p = _quick_trial(tmp_path, "mitigation")
+    gas, gas_l = build_method(MethodSpec("GAS", "gas")), build_method(MethodSpec("GAS-L", "gas-l"))
+    calls = {"n": 0}
+    real = tracin.score_matrices
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(tracin, "score_matrices", counting)
+    proto = Mitigation(removal=THRESHOLD_2, max_removal_fraction=0.05, max_rounds=1, control=None)
+    p.memo[TRIAL_METHODS] = (gas, gas_l)
+    state = proto.setup(p, numpy_rng(0))
+    proto.evaluate(p, state, gas, numpy_rng(1))
+    shared = proto.evaluate(p, state, gas_l, numpy_rng(1))
+    assert calls["n"] == 1  # one round each, one pass
+    p.memo.clear()
+    alone = proto.evaluate(p, state, gas_l, numpy_rng(1))
+    assert calls["n"] == 2
+    assert shared.metrics == alone.metrics and np.array_equal(shared.scores, alone.scores)

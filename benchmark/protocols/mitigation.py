@@ -175,8 +175,10 @@ class Mitigation(Protocol):
                 break
             iterations += 1
             keep = np.flatnonzero(~removed)
+            # before any removal the training set is the trial's own tensors (not a copy), so the
+            # first round of every method of a trial shares one engine pass (the trial's memo)
             ev = make_evidence(p, method.requires, rng, state.target_inputs, state.target_pred,
-                               train_subset=keep, run=run)
+                               train_subset=keep if removed.any() else None, run=run)
             v = np.asarray(method.score(ev), dtype=np.float64).reshape(len(keep), -1).mean(axis=1)
             sigma = anomaly_scores(v, labels[keep], int(state.target_pred[0]), per_class=prm.per_class_stats)
             new = keep[rule.select(sigma, rng)]
