@@ -24,6 +24,19 @@ from benchmark.training import TrainConfig, train
 THRESHOLD_2 = {"name": "threshold", "params": {"zeta": 2.0}}
 
 
+def _count_calls(monkeypatch, owner, name: str) -> dict:
+    """Wrap ``owner.name`` so that calls are counted in the returned ``{"n": ...}``."""
+    calls = {"n": 0}
+    real = getattr(owner, name)
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
 def _quick_trial(tmp_path, experiment: str, trial: int = 0) -> PreparedTrial:
     tc = get_suite("quick").experiment(experiment).resolve("smoke", trial, 0)
     return prepare_trial(tc, tmp_path, tmp_path / "cache")
@@ -239,14 +252,7 @@ def test_if_variants_share_one_exact_hessian(tmp_path, monkeypatch):
     from benchmark.protocols.adversarial_set import AdversarialSet
 
     p = _quick_trial(tmp_path, "inverted-digit")
-    calls = {"n": 0}
-    real = IF.build_preconditioner
-
-    def counting(*a, **k):
-        calls["n"] += 1
-        return real(*a, **k)
-
-    monkeypatch.setattr(IF, "build_preconditioner", counting)
+    calls = _count_calls(monkeypatch, IF, "build_preconditioner")
     proto = AdversarialSet()
     state = proto.setup(p, numpy_rng(0))
     for name in ("if", "if-renorm", "if-l"):
@@ -294,14 +300,7 @@ def test_remove_and_retrain_trains_once_for_two_methods_removing_the_same_set(tm
     from benchmark.protocols import remove_and_retrain as rr
 
     p = _quick_trial(tmp_path, "mitigation")
-    calls = {"n": 0}
-    real = rr.retrain
-
-    def counting(*a, **k):
-        calls["n"] += 1
-        return real(*a, **k)
-
-    monkeypatch.setattr(rr, "retrain", counting)
+    calls = _count_calls(monkeypatch, rr, "retrain")
     proto = rr.RemoveAndRetrain()
     state = proto.setup(p, numpy_rng(0))
     gas = proto.evaluate(p, state, build_method(MethodSpec("GAS", "gas")), numpy_rng(1))
@@ -323,14 +322,7 @@ def test_mitigation_first_round_of_the_methods_of_a_trial_shares_one_engine_pass
 
     p = _quick_trial(tmp_path, "mitigation")
     gas, gas_l = build_method(MethodSpec("GAS", "gas")), build_method(MethodSpec("GAS-L", "gas-l"))
-    calls = {"n": 0}
-    real = tracin.score_matrices
-
-    def counting(*a, **k):
-        calls["n"] += 1
-        return real(*a, **k)
-
-    monkeypatch.setattr(tracin, "score_matrices", counting)
+    calls = _count_calls(monkeypatch, tracin, "score_matrices")
     proto = Mitigation(removal=THRESHOLD_2, max_removal_fraction=0.05, max_rounds=1, control=None)
     p.memo[TRIAL_METHODS] = (gas, gas_l)
     state = proto.setup(p, numpy_rng(0))
