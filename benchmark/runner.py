@@ -249,7 +249,8 @@ def probe_suite(suite: Suite, opts: RunOptions, steps: int = 2,
         p.successful_targets = np.arange(min(3, len(p.attacked.y_adv)))  # stand-ins: no target succeeds yet
         p.memo[TRIAL_METHODS] = tuple(pm.method for pm in plan.methods)
         rng = numpy_rng(tc.seed, "probe")
-        state = plan.protocol.setup(p, rng)
+        protocol = plan.protocol.for_probe()
+        state = protocol.setup(p, rng)
         if state is None:
             raise ConfigError(f"probe of experiment {plan.experiment.name!r}: its protocol {plan.protocol_name!r} "
                               f"found nothing to evaluate on the probe trial")
@@ -257,7 +258,7 @@ def probe_suite(suite: Suite, opts: RunOptions, steps: int = 2,
         for pm in plan.methods:
             t1 = time.perf_counter()
             try:
-                plan.protocol.evaluate(p, state, pm.method, numpy_rng(tc.seed, "probe", pm.spec.label))
+                protocol.evaluate(p, state, pm.method, numpy_rng(tc.seed, "probe", pm.spec.label))
             except Exception as exc:
                 raise ConfigError(f"probe of experiment {plan.experiment.name!r}, method {pm.spec.label!r} "
                                   f"({pm.spec.name}) at scale {opts.scale!r} failed: {type(exc).__name__}: {exc}") from exc

@@ -142,6 +142,26 @@ def test_filtering_without_eligible_example_is_not_evaluated():
     assert proto.setup(p, numpy_rng(0)) is None
 
 
+def test_filtering_probe_widens_the_selection_window_and_keeps_the_rules():
+    """The full-scale probe failed at 000-fig4 because its few-step model left no test example in
+    the 10-20 % window; the probe's protocol takes any rate and one model, with the same rules."""
+    p = _filtering_toy()
+    proto = Filtering(removals=[{"name": "top-percent", "params": {"percent": 6.0}}], n_retrain=3,
+                      n_selection_models=2, mis_rate_low=0.9, mis_rate_high=1.0)
+    probe = proto.for_probe()
+    assert proto.setup(p, numpy_rng(0)) is None
+    assert (probe.params.mis_rate_low, probe.params.mis_rate_high) == (0.0, 1.0)
+    assert probe.params.n_selection_models == probe.params.n_retrain == 1
+    assert [r.describe() for r in probe.rules] == [r.describe() for r in proto.rules]
+    state = probe.setup(p, numpy_rng(0))
+    assert state is not None
+    res = probe.evaluate(p, state, build_method(MethodSpec("R", "random")), numpy_rng(1))
+    assert set(res.metrics) == {"misclassification_rate@6%"}
+    assert proto.params.mis_rate_low == 0.9  # the configured protocol is untouched
+    tid = TargetIdentification()
+    assert tid.for_probe() is tid  # no data-dependent selection: probed as configured
+
+
 def test_protocol_params_validate():
     with pytest.raises(ConfigError, match="target_source"):
         Mitigation(target_source="oracle")

@@ -8,7 +8,7 @@ attack did not succeed in this trial, so there is nothing to defend) and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -43,6 +43,20 @@ class Protocol(ABC):
 
     def __init__(self, **params: Any) -> None:
         self.params = build(self.Params, params, what=f"protocol {type(self).__name__}")
+
+    def probe_params(self) -> dict[str, Any]:
+        """Parameter overrides for ``run --dry-run --probe``, whose model has trained a few steps:
+        a protocol whose :meth:`setup` selects on what a trained model does (e.g. a misclassification
+        window) widens the selection here so that the probe still reaches every method; sizes stay
+        as configured.  Default: none."""
+        return {}
+
+    def for_probe(self) -> "Protocol":
+        """This protocol rebuilt with :meth:`probe_params` over its own parameters."""
+        over = self.probe_params()
+        if not over:
+            return self
+        return type(self)(**{**asdict(self.params), **over})
 
     def check_method(self, method: Any) -> None:
         """Raise :class:`~benchmark.config.ConfigError` before any work when ``method`` cannot be

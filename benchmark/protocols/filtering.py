@@ -68,6 +68,11 @@ class Filtering(Protocol):
         if any(r.needs_budget for r in self.rules):
             raise ConfigError("filtering runs on clean data: no removal rule may need the poisoning budget")
 
+    def probe_params(self) -> dict[str, Any]:
+        """A probe's model has trained a few steps: any misclassification rate is eligible, one
+        selection model and one retraining per rule reach every method."""
+        return {"mis_rate_low": 0.0, "mis_rate_high": 1.0, "n_selection_models": 1, "n_retrain": 1}
+
     def setup(self, p: PreparedTrial, rng: np.random.Generator) -> State | None:
         prm = self.params
         keep = np.ones(len(p.train.labels), dtype=bool)
