@@ -419,3 +419,25 @@ def test_clear_errors(setups):
         E.EngineOptions(strategy="fast")
     with pytest.raises(ValueError, match="pixel_gram"):
         E.EngineOptions(pixel_gram="sometimes")
+
+
+@pytest.mark.parametrize("kind", ["conv6", "binary"])
+def test_head_cache_gives_the_same_hessian_and_hvps(setups, kind):
+    """A classifier-only scope builds its Hessian from the cached classifier inputs (no double
+    backward through the body): the same matrix and HVPs as through the whole model; a scope
+    reaching into the body, or a model whose output is not classifier(features(x)), is not cached."""
+    s = setups[kind]
+    names = ["classifier.weight", "classifier.bias"]
+    cached = SubsetObjective(_final(s), names, s.x, s.y, batch_size=7)
+    full = SubsetObjective(_final(s), names, s.x, s.y, batch_size=7, head_cache=False)
+    assert cached.head_inputs is not None and full.head_inputs is None
+    assert rel(cached.hessian(), full.hessian()) <= 1e-13
+    v, idx = torch.randn(3, cached.dim, dtype=torch.float64), torch.tensor([0, 4, 5])
+    assert rel(cached.hvp(v, idx), full.hvp(v, idx)) <= 1e-13
+    assert SubsetObjective(_final(s), ["classifier.weight"], s.x, s.y).head_inputs is not None
+    body = E.resolve_params(_final(s), ("body.6", "classifier"))
+    assert SubsetObjective(_final(s), body, s.x, s.y).head_inputs is None
+
+    scaled = _final(s)  # forward is not classifier(features(x)): no cache
+    scaled.forward = types.MethodType(lambda self, x: 2 * self.classifier(self.features(x)), scaled)
+    assert SubsetObjective(scaled, names, s.x, s.y).head_inputs is None

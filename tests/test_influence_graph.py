@@ -55,3 +55,27 @@ def test_runs_on_the_digits_backdoor(toy, name):
     assert s1.shape == (len(p.is_adv),) and np.isfinite(s1).all() and np.array_equal(s1, s2)
     assert sorted(s1) == list(range(1, len(s1) + 1))  # a rank score for every example
     print(name, "AUPRC", auprc(p.is_adv, s1), "base rate", p.is_adv.mean())
+
+
+def test_greedy_and_agglomerative_share_one_matrix(toy, monkeypatch):
+    """One Eq. 4 matrix per trial for both searches of the same setting (it dominated their cost);
+    the scores equal those computed without the memo."""
+    from dataclasses import replace
+
+    import defenses.influence.influence_graph as ig
+
+    calls = []
+    real = ig.pairwise_influence
+    monkeypatch.setattr(ig, "pairwise_influence", lambda *a, **k: calls.append(1) or real(*a, **k))
+    p = replace(toy, memo={})
+    methods = [build_method(MethodSpec(n, n, params={"layers": ["classifier"]})) for n in NAMES]
+    shared = [m.score(make_evidence(p, m.requires, numpy_rng(0))) for m in methods]
+    assert len(calls) == 1
+    other = build_method(MethodSpec("g", NAMES[0], params={"layers": ["classifier"], "damping": 0.1}))
+    other.score(make_evidence(p, other.requires, numpy_rng(0)))
+    assert len(calls) == 2  # another damping is another matrix
+    for m, s in zip(methods, shared):
+        ev = make_evidence(p, m.requires, numpy_rng(0))
+        ev.extras.pop("influence_memo")
+        assert np.array_equal(m.score(ev), s)
+    assert len(calls) == 4

@@ -54,7 +54,7 @@ from benchmark.training.trainer import TrainConfig, train
 from defenses.influence import reference as R
 from defenses.influence.engine import WeightedCheckpoint, gold_prob, resolve_params
 from defenses.influence.kfac import KFACConfig, fit_kfac
-from defenses.influence.pairwise import pairwise_gas, pairwise_influence
+from defenses.influence.pairwise import DIRECT_BYTES, pairwise_gas, pairwise_influence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -141,14 +141,42 @@ def test_exact_pairwise_equals_literal_formula(setups, outputs, scope):
     assert got.shape == (N, N) and got.dtype == np.float32
     assert rel(got, want) <= TOL32
     assert not np.allclose(got, got.T, rtol=1e-3)  # asymmetric: not symmetrised
+    # both paths: gradients kept (the default at this size) and one engine pass per query tile
+    engine = pairwise_influence(s.factory, s.params, s.x, s.y, layers=SCOPES[scope], damping=DAMPING,
+                                direct_bytes=0)
+    assert rel(engine, want) <= TOL32 and rel(got, engine) <= TOL32
     # float64 end to end, query tiles of 5 columns (+ a last one of 4), cg
     s64 = Setup(outputs, dtype=torch.float64)
-    tiled = pairwise_influence(s64.factory, s64.params, s64.x, s64.y, layers=SCOPES[scope], damping=DAMPING,
-                               dtype=np.float64, tile_bytes=8 * N * 5)
-    assert rel(tiled, want) <= TOL64
-    cg = pairwise_influence(s64.factory, s64.params, s64.x, s64.y, layers=SCOPES[scope], damping=DAMPING,
-                            preconditioner="cg", dtype=np.float64)
-    assert rel(cg, want) <= 1e-8  # CG to relative residual 1e-10 (measured ~4e-11)
+    for direct_bytes in (DIRECT_BYTES, 0):
+        tiled = pairwise_influence(s64.factory, s64.params, s64.x, s64.y, layers=SCOPES[scope], damping=DAMPING,
+                                   dtype=np.float64, tile_bytes=8 * N * 5, direct_bytes=direct_bytes)
+        assert rel(tiled, want) <= TOL64
+        cg = pairwise_influence(s64.factory, s64.params, s64.x, s64.y, layers=SCOPES[scope], damping=DAMPING,
+                                preconditioner="cg", dtype=np.float64, direct_bytes=direct_bytes)
+        assert rel(cg, want) <= 1e-8  # CG to relative residual 1e-10 (measured ~4e-11)
+
+
+@pytest.mark.parametrize("preconditioner", ["exact", "ekfac"])
+def test_direct_path_equals_engine_path_on_a_conv_net(preconditioner):
+    """The kept-gradients path (:data:`~defenses.influence.pairwise.DIRECT_BYTES`) against one
+    engine pass per query tile, on a residual conv net (conv, batch norm, linear) in float64:
+    the same matrix, whatever the scope's layer types."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 3, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (20,), generator=g)
+    torch.manual_seed(0)
+    init = build_model("resnet32", (3, 8, 8), 3, {"width": 4, "blocks_per_stage": 1}).state_dict()
+
+    def factory():
+        m = build_model("resnet32", (3, 8, 8), 3, {"width": 4, "blocks_per_stage": 1})
+        m.load_state_dict(init)
+        return m.double()
+
+    params = {k: v.double() if v.is_floating_point() else v for k, v in factory().state_dict().items()}
+    kw = dict(layers="all", preconditioner=preconditioner, damping=0.1, dtype=np.float64, tile_bytes=8 * 20 * 7)
+    direct = pairwise_influence(factory, params, x, y, **kw)
+    engine = pairwise_influence(factory, params, x, y, direct_bytes=0, **kw)
+    assert rel(direct, engine) <= TOL64
 
 
 def test_sign_and_scale_follow_eq4(setups):

@@ -26,7 +26,7 @@ class SubsetObjective:
 
     def __init__(self, model: nn.Module, names: Sequence[str], x: torch.Tensor, y: torch.Tensor,
                  batch_size: int = 256, dtype: torch.dtype = torch.float64,
-                 loss_fn: Callable = per_example_loss) -> None:
+                 loss_fn: Callable = per_example_loss, head_cache: bool = True) -> None:
         if len(names) == 0:
             raise ValueError("empty parameter subset")
         self.model = copy.deepcopy(model).to(dtype).eval()
@@ -47,6 +47,25 @@ class SubsetObjective:
         self.sizes = [math.prod(s) for s in self.shapes]
         self.w0 = torch.cat([params[k].reshape(-1) for k in self.names])
         self.dim = self.w0.numel()
+        self.head_inputs = self._head_inputs(head_cache)
+
+    def _head_inputs(self, enabled: bool) -> torch.Tensor | None:
+        """The classifier's inputs ``model.features(x)`` (float64, once), when every parameter of
+        the subset is the final ``nn.Linear`` ``model.classifier``'s and the model computes
+        ``classifier(features(x))`` (checked on the first batch, bit for bit): the Hessian then
+        needs the head only, instead of a double backward through the whole network per HVP
+        batch (ours; the same function of the same numbers, a test).  ``None`` otherwise."""
+        m, bs = self.model, self.batch_size
+        clf = getattr(m, "classifier", None)
+        if not enabled or not callable(getattr(m, "features", None)) or not isinstance(clf, nn.Linear):
+            return None
+        if not all(k.startswith("classifier.") for k in self.names) or not self.x.is_floating_point():
+            return None
+        with torch.no_grad():
+            feats = torch.cat([m.features(self.x[s : s + bs]) for s in range(0, self.n, bs)])
+            if feats.ndim != 2 or not torch.equal(m(self.x[:bs]), clf(feats[:bs])):
+                return None
+        return feats
 
     def _unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: p.reshape(s) for k, p, s in zip(self.names, torch.split(w, self.sizes), self.shapes)}
@@ -54,6 +73,12 @@ class SubsetObjective:
     def _loss_sum(self, w: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         out = functional_call(self.model, ({**self.fixed, **self._unflatten(w)}, self.buffers), (xb,))
         return self.loss_fn(out, yb).sum()
+
+    def _head_loss_sum(self, w: torch.Tensor, fb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """``_loss_sum`` from the classifier's inputs ``fb`` (see :meth:`_head_inputs`)."""
+        theta = {**self.fixed, **self._unflatten(w)}
+        head = {k[len("classifier."):]: v for k, v in theta.items() if k.startswith("classifier.")}
+        return self.loss_fn(functional_call(self.model.classifier, head, (fb,)), yb).sum()
 
     def hvp(self, v: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``H v`` for ``v (k, P)``; ``H`` averages over all examples or over ``idx``.
@@ -65,7 +90,11 @@ class SubsetObjective:
             for s in range(0, len(rows), self.batch_size):
                 r = rows[s : s + self.batch_size]
                 w = self.w0.clone().requires_grad_(True)
-                (g,) = torch.autograd.grad(self._loss_sum(w, self.x[r], self.y[r]), w, create_graph=True)
+                if self.head_inputs is None:
+                    loss = self._loss_sum(w, self.x[r], self.y[r])
+                else:
+                    loss = self._head_loss_sum(w, self.head_inputs[r], self.y[r])
+                (g,) = torch.autograd.grad(loss, w, create_graph=True)
                 if not g.requires_grad:  # loss linear in w: zero Hessian
                     continue
                 try:

@@ -91,13 +91,19 @@ class _InfluenceGraph(Defense):
         raise NotImplementedError
 
     def score(self, evidence: Evidence) -> np.ndarray:
-        c = self.config
         k = int(evidence.budget())
         n = len(evidence.train_labels)
         if not 2 <= k <= n:
             raise ValueError(f"influence graph: the subgraph size eps N = {k} must lie in [2, {n}]")
-        w = symmetrize(np.asarray(self.edge_weights(evidence), dtype=np.float64), negative=c.negative)
-        return self.run_search(w, k).scores.astype(np.float64)
+        return self.run_search(self.graph_weights(evidence), k).scores.astype(np.float64)
+
+    def symmetrized(self, I: np.ndarray) -> np.ndarray:
+        """Eq. 7's edge weights of a pairwise matrix ``I``, with this config's ``negative``."""
+        return symmetrize(np.asarray(I, dtype=np.float64), negative=self.config.negative)
+
+    def graph_weights(self, evidence: Evidence) -> np.ndarray:
+        """The graph the search runs on: Eq. 7 applied to :meth:`edge_weights`."""
+        return self.symmetrized(self.edge_weights(evidence))
 
     def run_search(self, w: np.ndarray, k: int) -> SearchResult:
         c = self.config
@@ -118,10 +124,28 @@ class _IFGraph(_InfluenceGraph):
                               "the Hessian's scope has no default (as for the 'if' defense)")
 
     def edge_weights(self, evidence: Evidence) -> np.ndarray:
+        """Eq. 4's matrix; computed once per trial for every Eq. 4 graph of the same scope,
+        solver and damping (Greedy and Agglomerate read one matrix from the trial's memo, which
+        keeps the keyed objects alive so their ids are not reused).  Every solver here is
+        deterministic (full-data HVPs), so the memo changes no number."""
         c = self.config
-        return pairwise_influence(evidence.model_factory, evidence.final_params, evidence.train_inputs,
-                                  evidence.train_labels, layers=c.layers, preconditioner=c.preconditioner,
-                                  damping=c.damping)
+        x, y = evidence.train_inputs, evidence.train_labels
+        layers = c.layers if isinstance(c.layers, str) else tuple(c.layers)
+
+        def compute() -> np.ndarray:
+            return pairwise_influence(evidence.model_factory, evidence.final_params, x, y, layers=c.layers,
+                                      preconditioner=c.preconditioner, damping=c.damping)
+
+        memo = evidence.extras.get("influence_memo")
+        if memo is None:
+            return compute()
+        key = ("pairwise-influence", id(evidence.model_factory), id(evidence.final_params), id(x), id(y), layers,
+               c.preconditioner, c.damping)
+        if key not in memo:
+            matrix = compute()
+            matrix.setflags(write=False)
+            memo[key] = (matrix, (evidence.model_factory, evidence.final_params, x, y))
+        return memo[key][0]
 
 
 class _GasGraph(_InfluenceGraph):

@@ -58,6 +58,7 @@ from defenses.influence.engine import (
     Preconditioner,
     StateDict,
     WeightedCheckpoint,
+    materialise,
     resolve_params,
     score_matrix,
 )
@@ -69,6 +70,12 @@ PRECONDITIONERS = ("exact", "cg", "lissa", "ekfac", "kfac")
 
 #: Default size of one query tile's float64 engine scores (ours).
 TILE_BYTES = 64 << 20
+
+#: A scope whose per-example gradients for both sides (N x P float32 each) fit in this many bytes
+#: is scored directly (ours): every training and query gradient computed once, then one GEMM per
+#: query tile, instead of one engine pass per query tile (each recomputing the training side).
+#: The final-layer scope of the small victims (650 parameters, N = 10,000) takes 52 MB.
+DIRECT_BYTES = 1 << 30
 
 #: Power-iteration steps of the automatic LiSSA scale (ours).
 LISSA_POWER_STEPS = 50
@@ -96,6 +103,7 @@ def pairwise_influence(
     dtype: np.dtype | type = np.float32,
     out: np.ndarray | None = None,
     tile_bytes: int = TILE_BYTES,
+    direct_bytes: int = DIRECT_BYTES,
     opts: EngineOptions | None = None,
 ) -> np.ndarray:
     """``(N, N)`` paper 001 Eq. 4 matrix ``I[i, j] = -grad F_{y_j}(z_j)^T (H + damping I)^-1
@@ -106,8 +114,8 @@ def pairwise_influence(
     docstring); ``damping``: effective damping (``None`` only for K-FAC / EK-FAC: the per-block
     heuristic).  ``lissa_batch_size=None``: full-data HVPs (deterministic); an integer samples
     that many examples per HVP with ``generator``.  ``kfac``: fitting settings (its strategy is
-    set from ``preconditioner``).  ``dtype`` / ``out`` / ``tile_bytes``: output and memory
-    (module docstring).  ``opts``: engine settings (its device, batch sizes, strategy)."""
+    set from ``preconditioner``).  ``dtype`` / ``out`` / ``tile_bytes`` / ``direct_bytes``: output
+    and memory (module docstring, :data:`DIRECT_BYTES`).  ``opts``: engine settings (its device, batch sizes, strategy)."""
     n = len(y)
     if len(x) != n:
         raise ValueError(f"{len(x)} inputs but {n} labels")
@@ -119,7 +127,7 @@ def pairwise_influence(
                                hessian_batch_size=hessian_batch_size, solver_dtype=solver_dtype,
                                generator=generator, device=(opts or EngineOptions()).device)
     return pairwise_scores(model_factory, params, x, y, names=names, preconditioner=pre, dtype=dtype,
-                           out=out, tile_bytes=tile_bytes, opts=opts)
+                           out=out, tile_bytes=tile_bytes, direct_bytes=direct_bytes, opts=opts)
 
 
 def pairwise_scores(
@@ -133,14 +141,19 @@ def pairwise_scores(
     dtype: np.dtype | type = np.float32,
     out: np.ndarray | None = None,
     tile_bytes: int = TILE_BYTES,
+    direct_bytes: int = DIRECT_BYTES,
     opts: EngineOptions | None = None,
 ) -> np.ndarray:
     """Eq. 4's matrix for a given preconditioner over ``names`` (e.g. one shared by several
-    callers): one engine tile per query tile -- training map ``loss``, query map ``gold_prob``,
-    checkpoint weight ``-1``."""
+    callers): training map ``loss``, query map ``gold_prob``, checkpoint weight ``-1``.  A scope
+    whose gradients fit ``direct_bytes`` is scored directly (:func:`_direct_scores`), a larger
+    one by one engine tile per query tile; both give the same matrix (a test)."""
     n = len(y)
     out = _output(out, n, dtype)
     opts = opts or EngineOptions(skip_zero_query=False)
+    n_params = sum(int(np.prod(shape)) for shape in _shapes(model_factory, names).values())
+    if 2 * n * n_params * 4 <= direct_bytes:
+        return _direct_scores(model_factory, params, x, y, names, preconditioner, out, tile_bytes, opts)
     ck = [WeightedCheckpoint(params, -1.0)]
     for q0, q1 in _tiles(n, tile_bytes):
         qx, qy = (None, None) if (q0, q1) == (0, n) else (x[q0:q1], y[q0:q1])
@@ -285,6 +298,42 @@ def _names(model_factory: Callable[[], nn.Module], params: StateDict, layers: st
     model = model_factory()
     model.load_state_dict(params)
     return resolve_params(model, None if layers == "all" else list(layers))
+
+
+def _shapes(model_factory: Callable[[], nn.Module], names: Sequence[str]) -> dict[str, torch.Size]:
+    params = dict(model_factory().named_parameters())
+    return {nm: params[nm].shape for nm in names}
+
+
+def per_example_gradients(model_factory: Callable[[], nn.Module], params: StateDict, x: torch.Tensor,
+                          y: torch.Tensor, names: Sequence[str], fn: str, opts: EngineOptions) -> torch.Tensor:
+    """``(N, P)`` float32 per-example gradients of the scalar ``fn`` (``"loss"``, ``"gold_prob"``)
+    over ``names``, concatenated in that order (the preconditioner's): the engine's gradient map
+    (eval mode, no weight decay) in training batches of ``opts.batch_size``."""
+    model = model_factory()
+    model.load_state_dict(params)
+    dev = torch.device(opts.device)
+    bound = GradientMap(fn).bind(model.to(dev), list(names))
+    rows = []
+    for b0 in range(0, len(y), opts.batch_size):
+        feats = bound(x[b0 : b0 + opts.batch_size].to(dev), y[b0 : b0 + opts.batch_size].to(dev))
+        rows.append(torch.cat([materialise(feats[nm], opts) for nm in names], 1))
+    return torch.cat(rows)
+
+
+def _direct_scores(model_factory, params, x, y, names, preconditioner, out, tile_bytes, opts) -> np.ndarray:
+    """Eq. 4 with every gradient computed once: ``-G (P Q)^T`` for the training-side loss
+    gradients ``G`` and the query-side gold-probability gradients ``Q`` (the preconditioner
+    applied in query batches of ``opts.query_batch_size``, as the engine does), one float32 GEMM
+    per query tile, each tile's scores rounded to float64 and then to ``out``'s dtype."""
+    g = per_example_gradients(model_factory, params, x, y, names, "loss", opts)
+    q = per_example_gradients(model_factory, params, x, y, names, "gold_prob", opts)
+    b = opts.query_batch_size
+    pq = torch.cat([preconditioner(q[i : i + b]) for i in range(0, len(q), b)]).to(g.dtype)
+    del q
+    for q0, q1 in _tiles(len(y), tile_bytes):
+        out[:, q0:q1] = (-(g @ pq[q0:q1].T).double()).cpu().numpy()
+    return out
 
 
 def _tiles(n: int, tile_bytes: int) -> list[tuple[int, int]]:

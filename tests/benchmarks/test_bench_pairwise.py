@@ -134,3 +134,77 @@ def test_bench_pairwise_ekfac_true_fisher(benchmark):
 
 def test_bench_pairwise_ekfac_empirical_fisher(benchmark):
     assert _run(benchmark, "ekfac_empirical")["ratio_to_gram"] <= 6
+
+
+#: Issue 9: the matrix at N = 10,000 on the ``small`` victim of paper 001's Table 1 (ResNet-8 of
+#: width 16, the trial-0 model of this experiment), the Greedy defender's own setting.
+SMALL_EXPERIMENT = "t1-001-pixel-eps10-airplane-bird"
+
+
+def measure_small_victim() -> dict:
+    """Child: the small victim's training from the cache (or trained here: minutes), then CPU
+    seconds of one per-example-gradient pass over its N = 10,000 training examples (the
+    classifier's gradients: the Greedy defender's scope, through the full forward and backward)
+    and of the defender's Eq. 4 matrix (one call: at this size a warm-up would cost minutes)."""
+    import os
+    from pathlib import Path
+
+    from benchmark.methods import build_method
+    from benchmark.protocols.common import make_evidence
+    from benchmark.rng import numpy_rng
+    from benchmark.runner import get_suite
+    from benchmark.trial import prepare_trial
+
+    torch.set_num_threads(1)
+    suite = get_suite("paper")
+    exp = next(e for e in suite.experiments if e.name == SMALL_EXPERIMENT)
+    p = prepare_trial(exp.resolve("small", 0, suite.seed), Path(os.environ["BENCHMARK_DATA_ROOT"]),
+                      Path(os.environ["BENCHMARK_CACHE_DIR"]))
+    method = build_method(next(m for m in exp.methods if m.label == "Greedy"))
+    x, y = p.train.inputs, p.train.labels
+
+    def one_pass():
+        model = p.model_factory()
+        model.load_state_dict(p.run.final)
+        model.eval()
+        bound = GradientMap("loss").bind(model, list(method.config.layers))
+        for b0 in range(0, len(y), BATCH):
+            for f in bound(x[b0 : b0 + BATCH], y[b0 : b0 + BATCH]).values():
+                materialise(f, EngineOptions())
+
+    floor = min(_cpu(one_pass) for _ in range(2))
+    ev = make_evidence(p, method.requires, numpy_rng(0, "bench"))
+    before = _rss_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current RSS
+    wall = time.perf_counter()
+    t = time.process_time()
+    s = method.edge_weights(ev)
+    cost, wall = time.process_time() - t, time.perf_counter() - wall
+    return {"n": len(y), "floor_cpu_s": floor, "cpu_s": cost, "wall_s": wall, "ratio": cost / floor,
+            "rss_before_mb": before, "peak_rss_mb": _rss_mb("VmHWM"),
+            "finite": bool(np.isfinite(s).all()), "dtype": str(s.dtype), "shape": list(s.shape)}
+
+
+def _rss_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, in MB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def test_bench_pairwise_small_victim_10k(benchmark):
+    import os
+
+    import pytest
+
+    if not (os.environ.get("BENCHMARK_DATA_ROOT") and os.environ.get("BENCHMARK_CACHE_DIR")):
+        pytest.skip("needs BENCHMARK_DATA_ROOT (CIFAR-10) and BENCHMARK_CACHE_DIR (the victim's training cache)")
+    info = in_child(benchmark, "test_bench_pairwise", "measure_small_victim", env={"OMP_NUM_THREADS": "1"})
+    benchmark.extra_info.update(info)
+    print(f"\nsmall victim ({SMALL_EXPERIMENT}, trial 0): N={info['n']}; one per-example-gradient pass "
+          f"{info['floor_cpu_s']:.1f} s CPU; Eq. 4 matrix {info['cpu_s']:.1f} s CPU ({info['wall_s']:.1f} s wall): "
+          f"{info['ratio']:.1f} x the pass; RSS {info['rss_before_mb']:.0f} MB before the matrix (data, model, "
+          f"imports), peak {info['peak_rss_mb']:.0f} MB while computing it (+{info['peak_rss_mb'] - info['rss_before_mb']:.0f} MB; "
+          f"the float32 output alone is {info['n'] ** 2 * 4 / 2 ** 20:.0f} MB), output {info['dtype']} {info['shape']}")
+    assert info["finite"] and info["dtype"] == "float32" and info["shape"] == [info["n"], info["n"]]
