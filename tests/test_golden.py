@@ -38,6 +38,27 @@ def test_tolerance_is_k_times_seed_sd_with_a_floor():
     assert g.tolerance(1.0, [1.0])[1] == 0.0  # one seed: no spread, the floor
 
 
+def test_rounding_reruns_widen_a_tolerance_the_seeds_left_narrow(tmp_path):
+    """A value that barely moves across seeds but moves under another summation order (the
+    failure on a second machine: 4 of 282 values) gets K x its rounding move as tolerance."""
+    tol, sd = g.tolerance(4.0, [4.0, 5.0, 3.0], rounding=[4.0, 7.0])
+    assert sd == pytest.approx(1.0) and tol == pytest.approx(g.K_SPREAD * 3.0)
+    assert g.tolerance(4.0, [4.0, 5.0, 3.0], rounding=[4.0])[0] == pytest.approx(g.K_SPREAD * 1.0)
+    key = ("toy", "Loss", "auprc")
+    out = g.build_golden({key: 4.0}, {0: {key: 4.0}, 1: {key: 5.0}, 2: {key: 3.0}}, suite="s", suite_version=1,
+                         scale="smoke", seed=0, command="c", rounding={2: {key: 7.0}})
+    assert out["values"][0]["tolerance"] == pytest.approx(9.0) and out["rounding_threads"] == [2]
+    assert {"cpu", "torch", "numpy"} <= set(out["built_with"])
+    # a rounding rerun trains its own models: the data caches are shared, the training cache is not
+    from benchmark.tools.make_golden import _rounding_cache
+
+    (tmp_path / "training").mkdir()
+    (tmp_path / "cifar10").mkdir()
+    r = _rounding_cache(tmp_path, 2)
+    assert (r / "cifar10").resolve() == (tmp_path / "cifar10").resolve() and not (r / "training").exists()
+    assert _rounding_cache(tmp_path, 3) != r and not (tmp_path / "rounding-threads-3" / "rounding-threads-2").exists()
+
+
 def test_compare_names_every_value_out_of_tolerance():
     golden = {"values": [
         {"experiment": "e", "method": "m", "metric": "auprc", "expected": 0.5, "tolerance": 0.1},

@@ -1,6 +1,6 @@
 """Build the golden file of ``python -m benchmark check``: the suite's smoke run under its own seed
-(the expected values) and under other suite seeds (the seed-to-seed spread that sets each
-tolerance, :mod:`benchmark.golden`).
+(the expected values), under other suite seeds (the seed-to-seed spread that sets each
+tolerance, :mod:`benchmark.golden`) and under its own seed on other thread counts (rounding reruns).
 
     python -m benchmark.tools.make_golden --suite paper --scale smoke --seeds 1 2 3 4 \\
         --data-root "$BENCHMARK_DATA_ROOT" --output results/paper/golden_smoke.json
@@ -16,8 +16,22 @@ import sys
 from pathlib import Path
 
 from benchmark.data.types import resolve_cache_dir, resolve_data_root
-from benchmark.golden import build_golden, run_and_collect
+from benchmark.golden import ROUNDING_THREADS, build_golden, run_and_collect
 from benchmark.tools import commands
+
+
+def _rounding_cache(cache_dir: Path, threads: int) -> Path:
+    """A cache dir for a rounding rerun: the data caches of ``cache_dir`` linked in, a training
+    cache of its own (a cached model would hide the rerun's training in another summation order)."""
+    out = Path(cache_dir) / f"rounding-threads-{threads}"
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in Path(cache_dir).iterdir():
+        if entry.name in ("training", out.name) or entry.name.startswith("rounding-threads-"):
+            continue
+        link = out / entry.name
+        if not link.exists():
+            link.symlink_to(entry.resolve())
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the suite seed `check` reruns (default 0)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4],
                    help="further suite seeds whose spread sets the tolerances (default: 1 2 3 4)")
+    p.add_argument("--rounding-threads", type=int, nargs="*", default=list(ROUNDING_THREADS),
+                   help="thread counts of the rounding reruns of --seed (default: %(default)s; none: no reruns)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--work-dir", default="runs/golden",
@@ -43,10 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         by_seed[s], suite = run_and_collect(args.suite, args.scale, s, data_root, cache_dir,
                                             Path(args.work_dir) / f"seed-{s}")
     assert suite is not None
+    rounding = {}
+    for t in args.rounding_threads:
+        print(f"seed {args.seed} on {t} threads (rounding rerun) ...", file=sys.stderr)
+        rounding[t], _ = run_and_collect(args.suite, args.scale, args.seed, data_root, _rounding_cache(cache_dir, t),
+                                         Path(args.work_dir) / f"seed-{args.seed}-threads-{t}", threads=t)
     command = commands.command_line("python -m benchmark.tools.make_golden",
                                     list(argv if argv is not None else sys.argv[1:]))
     golden = build_golden(by_seed[args.seed], by_seed, suite=args.suite, suite_version=suite.version,
-                          scale=args.scale, seed=args.seed, command=command)
+                          scale=args.scale, seed=args.seed, command=command, rounding=rounding)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(golden, indent=1, sort_keys=False) + "\n")
