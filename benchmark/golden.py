@@ -13,7 +13,9 @@ Another CPU (or BLAS build) rounds differently, and a smoke model trained for an
 land elsewhere from a rounding-level change: the golden build therefore also reruns the suite's
 own seed with torch on other thread counts (:data:`ROUNDING_THREADS`: the same computation in
 another float summation order, a stand-in for another machine), and each tolerance is at least
-``K_SPREAD`` x the largest move of those reruns from the expected value.  (Added after the golden
+``K_SPREAD`` x the largest move of those reruns from the expected value -- and of the expected
+values of earlier golden files of the same suite version and seed built on other machines, where
+the build is given them (``make_golden --replica-golden-rev``: measured cross-machine moves).  (Added after the golden
 file built on one machine failed 4 of 282 values on another, an AMD EPYC, with the code unchanged.)
 The file records the machine and library versions it was built with.
 
@@ -97,11 +99,12 @@ def tolerance(expected: float, spread: list[float], rounding: Iterable[float] = 
 
 def build_golden(main: Mapping[Key, float], by_seed: Mapping[int, Mapping[Key, float]], *, suite: str,
                  suite_version: int, scale: str, seed: int, command: str,
-                 rounding: Mapping[int, Mapping[Key, float]] | None = None) -> dict:
+                 rounding: Mapping[int | str, Mapping[Key, float]] | None = None) -> dict:
     """The golden file's content: ``main`` (the suite seed's values) with tolerances from the values
     under every seed of ``by_seed`` (which should include ``seed``) and, where given, from the
-    rounding reruns of ``seed`` (``{threads: values}``)."""
-    rounding = dict(rounding or {})
+    rounding reruns of ``seed`` (``{label: values}``: a thread count, or an earlier golden file of
+    the same seed built on another machine, :func:`golden_values`)."""
+    rounding = {str(k): v for k, v in (rounding or {}).items()}
     values = []
     for key in sorted(main):
         spread = [vals[key] for vals in by_seed.values() if key in vals]
@@ -110,10 +113,15 @@ def build_golden(main: Mapping[Key, float], by_seed: Mapping[int, Mapping[Key, f
     return {
         "schema": GOLDEN_SCHEMA, "suite": suite, "suite_version": suite_version, "scale": scale, "seed": seed,
         "command": command, "seeds": sorted(by_seed), "k_spread": K_SPREAD,
-        "rounding_threads": sorted(rounding), "built_with": build_environment(),
+        "rounding_reruns": sorted(rounding), "built_with": build_environment(),
         "floor": {"abs": FLOOR_ABS, "rel": FLOOR_REL},
         "values": [v.__dict__ for v in values],
     }
+
+
+def golden_values(golden: Mapping) -> dict[Key, float]:
+    """A golden file's expected values by (experiment, method, metric)."""
+    return {(v["experiment"], v["method"], v["metric"]): float(v["expected"]) for v in golden["values"]}
 
 
 def build_environment() -> dict[str, str]:

@@ -47,7 +47,10 @@ def test_rounding_reruns_widen_a_tolerance_the_seeds_left_narrow(tmp_path):
     key = ("toy", "Loss", "auprc")
     out = g.build_golden({key: 4.0}, {0: {key: 4.0}, 1: {key: 5.0}, 2: {key: 3.0}}, suite="s", suite_version=1,
                          scale="smoke", seed=0, command="c", rounding={2: {key: 7.0}})
-    assert out["values"][0]["tolerance"] == pytest.approx(9.0) and out["rounding_threads"] == [2]
+    assert out["values"][0]["tolerance"] == pytest.approx(9.0) and out["rounding_reruns"] == ["2"]
+    other = g.build_golden({key: 4.0}, {0: {key: 4.0}}, suite="s", suite_version=1, scale="smoke", seed=0,
+                           command="c", rounding={"golden@abc": g.golden_values(out) | {key: 6.0}})
+    assert other["values"][0]["tolerance"] == pytest.approx(6.0)  # an earlier machine's value, 2 away
     assert {"cpu", "torch", "numpy"} <= set(out["built_with"])
     # a rounding rerun trains its own models: the data caches are shared, the training cache is not
     from benchmark.tools.make_golden import _rounding_cache

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 from benchmark.data.types import resolve_cache_dir, resolve_data_root
-from benchmark.golden import ROUNDING_THREADS, build_golden, run_and_collect
+from benchmark.golden import ROUNDING_THREADS, build_golden, golden_values, run_and_collect
 from benchmark.tools import commands
 
 
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="further suite seeds whose spread sets the tolerances (default: 1 2 3 4)")
     p.add_argument("--rounding-threads", type=int, nargs="*", default=list(ROUNDING_THREADS),
                    help="thread counts of the rounding reruns of --seed (default: %(default)s; none: no reruns)")
+    p.add_argument("--replica-golden-rev", nargs="*", default=[], metavar="REV",
+                   help="git revisions whose --output file (same suite version and seed, built on another "
+                        "machine) counts as a rounding rerun: its expected values are measured cross-machine moves")
     p.add_argument("--data-root", default=None)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--work-dir", default="runs/golden",
@@ -64,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {args.seed} on {t} threads (rounding rerun) ...", file=sys.stderr)
         rounding[t], _ = run_and_collect(args.suite, args.scale, args.seed, data_root, _rounding_cache(cache_dir, t),
                                          Path(args.work_dir) / f"seed-{args.seed}-threads-{t}", threads=t)
+    for rev in args.replica_golden_rev:
+        earlier = json.loads(subprocess.run(["git", "show", f"{rev}:{args.output}"], check=True, capture_output=True,
+                                            text=True).stdout)
+        if (earlier["suite"], earlier["suite_version"], earlier["scale"], earlier["seed"]) != (
+                args.suite, suite.version, args.scale, args.seed):
+            raise SystemExit(f"--replica-golden-rev {rev}: {args.output} there is suite {earlier['suite']!r} "
+                             f"v{earlier['suite_version']} {earlier['scale']} seed {earlier['seed']}, not this build's")
+        rounding[f"golden@{rev}"] = golden_values(earlier)
     command = commands.command_line("python -m benchmark.tools.make_golden",
                                     list(argv if argv is not None else sys.argv[1:]))
     golden = build_golden(by_seed[args.seed], by_seed, suite=args.suite, suite_version=suite.version,
