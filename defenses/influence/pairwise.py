@@ -33,8 +33,10 @@ engine scores each (default 64 MB: 838 columns at ``N = 10,000``) and written in
 (default: a new array; pass an ``np.memmap`` for very large ``N``) in ``dtype``, float32 by
 default: scores accumulate in float64 within a tile and are rounded once, a relative error of
 ``6e-8``, far below the estimator's own (float32 features, the solver), and at ``N = 10,000``
-the matrix takes 400 MB instead of 800 MB.  Every tile recomputes the training-side gradients
-(the engine's loop order: query tiles, then training batches), so fewer, larger tiles are faster.
+the matrix takes 400 MB instead of 800 MB.  A scope whose per-example gradients fit
+:data:`DIRECT_BYTES` (e.g. a final layer) keeps them and takes one GEMM per tile; a larger one
+takes one engine pass per tile, each recomputing the training-side gradients (the engine's loop
+order: query tiles, then training batches), so there fewer, larger tiles are faster.
 
 :func:`pairwise_gas` -- **ours, not in paper 001**: a GAS-based (paper 000 Eq. 12, Alg. 1)
 pairwise similarity, ``S[i, j] = sum_c w_c cos(g_c(z_i), g_c(z_j))`` over the recorded
