@@ -156,8 +156,8 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
 
     ``probe_steps`` (``run --dry-run --probe``): a probe of the config, not a trial -- the
     training set is cut to ``probe_steps`` batches (D_adv first, up to half of it), training is one
-    epoch of them with one checkpoint (retraining on fewer examples must still fit one), nothing
-    is cached; data loading, the attack and the model are the config's own."""
+    epoch of them with one checkpoint and no dropped last batch (a retraining on fewer examples
+    than a batch still runs), nothing is cached; data loading, the attack and the model are the config's own."""
     cfg = tc.values
     ds_spec, atk_spec = cfg["dataset"], cfg["attack"]
     raw = load_dataset(ds_spec["name"], ds_spec.get("params", {}), data_root, cache_dir, download)
@@ -184,7 +184,9 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
 
     if probe_steps is not None:
         attacked, train_f = _probe_subset(attacked, train_f, probe_steps * train_cfg.batch_size)
-        train_cfg = dataclasses.replace(train_cfg, epochs=1, checkpoints_per_epoch=1)
+        # a protocol may retrain on fewer examples than a batch (remove-and-retrain removes 1.5 x
+        # the probe's D_adv): the probe keeps a last partial batch instead of dropping it
+        train_cfg = dataclasses.replace(train_cfg, epochs=1, checkpoints_per_epoch=1, drop_last=False)
     key = training_cache_key(tc, train_f)
     cache_path = Path(cache_dir) / "training" / f"{key}.pt"
     run, status = (_load_training(cache_path), "hit") if probe_steps is None else (None, "probe")

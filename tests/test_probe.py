@@ -2,6 +2,7 @@
 method run once; nothing recorded, nothing cached."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from benchmark.cli import main
@@ -26,3 +27,18 @@ def test_probe_flags(capsys):
     assert "--probe needs --dry-run" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="probe-steps"):
         probe_suite(get_suite("quick"), RunOptions(scale="smoke"), steps=0)
+
+
+def test_probe_retrains_on_fewer_examples_than_a_batch(tmp_path, one_thread):
+    """`--probe --scale full` failed at t1-001 (remove-and-retrain drops 1.5 x the probe's D_adv,
+    leaving 64 examples for a batch of 128 with drop_last): a probe keeps a last partial batch."""
+    from benchmark.protocols.common import retrain
+    from benchmark.trial import prepare_trial
+
+    tc = get_suite("quick").experiment("mitigation").resolve("smoke", 0, 0)
+    assert tc.values["train"].get("drop_last", True)  # the trainer's default: a short set cannot train
+    p = prepare_trial(tc, tmp_path, tmp_path / "cache", probe_steps=2)
+    keep = np.zeros(len(p.train.labels), dtype=bool)
+    keep[: tc.values["train"]["batch_size"] // 2] = True
+    run = retrain(p, keep, "probe-short")
+    assert len(run.checkpoints) >= 1
