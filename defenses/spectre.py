@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from benchmark.api import Defense, Evidence
 from benchmark.config import ConfigError
@@ -170,12 +170,22 @@ def _top_fourth_moment_eig(y: np.ndarray) -> tuple[float, np.ndarray]:
 
     dim = d * d
     if d <= DENSE_EIG_MAX_DIM:
-        t = np.stack([matvec(col) for col in np.eye(dim)], axis=1)
-        lam, vecs = np.linalg.eigh((t + t.T) / 2.0)
-        return float(lam[-1]), vecs[:, -1]
+        return _dense_top_eig(matvec, dim)
     op = LinearOperator((dim, dim), matvec=matvec, dtype=np.float64)
-    lam, vecs = eigsh(op, k=1, which="LA", v0=np.ones(dim))
+    try:
+        lam, vecs = eigsh(op, k=1, which="LA", v0=np.ones(dim))
+    except ArpackNoConvergence:
+        # Lanczos stalls on a (near-)degenerate top eigenvalue, e.g. the features of a model
+        # trained a few steps (the full-scale probe): the dense eigendecomposition is exact
+        return _dense_top_eig(matvec, dim)
     return float(lam[0]), vecs[:, 0]
+
+
+def _dense_top_eig(matvec, dim: int) -> tuple[float, np.ndarray]:
+    """Top eigenpair of the symmetric operator ``matvec`` by building it and ``eigh``."""
+    t = np.stack([matvec(col) for col in np.eye(dim)], axis=1)
+    lam, vecs = np.linalg.eigh((t + t.T) / 2.0)
+    return float(lam[-1]), vecs[:, -1]
 
 
 def _cov_tail(t: float, eps: float) -> float:

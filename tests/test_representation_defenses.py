@@ -198,6 +198,23 @@ def test_spectre_fourth_moment_operator_matches_its_dense_form():
     assert np.allclose(dense @ vec, lam * vec, atol=1e-6)
 
 
+def test_spectre_falls_back_to_the_dense_eigenpair_when_lanczos_does_not_converge(monkeypatch):
+    """The full-scale probe (a model trained 2 steps) stopped SPECTRE with ARPACK's
+    no-convergence error; the dense eigendecomposition gives the same eigenpair instead."""
+    from scipy.sparse.linalg import ArpackNoConvergence
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(200, 17))
+    want_lam, want_vec = sp._top_fourth_moment_eig(y)
+
+    def stalled(*_a, **_k):
+        raise ArpackNoConvergence("ARPACK error -1: No convergence", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(sp, "eigsh", stalled)
+    lam, vec = sp._top_fourth_moment_eig(y)
+    assert np.isclose(lam, want_lam, rtol=1e-8) and abs(abs(vec @ want_vec) - 1) < 1e-6
+
+
 # -- Deep k-NN ------------------------------------------------------------------------------------
 
 def test_deep_knn_flags_label_inconsistent_examples():
