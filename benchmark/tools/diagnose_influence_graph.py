@@ -88,11 +88,12 @@ def _features64(p: PreparedTrial, x: torch.Tensor) -> tuple[torch.Tensor, torch.
     return torch.cat(feats), model.classifier
 
 
-def brute_force_block(p: PreparedTrial, rows: np.ndarray, cols: np.ndarray, damping: float) -> np.ndarray:
+def brute_force_block(p: PreparedTrial, rows: np.ndarray, cols: np.ndarray, damping: float,
+                      head: tuple[torch.Tensor, torch.nn.Linear] | None = None) -> np.ndarray:
     """Float64 Eq. 4 over the ``classifier`` layer for ``rows x cols``, without the engine:
     ``-grad F_{y_j}(z_j)^T (H + damping I)^-1 grad L(z_i)``, H the Hessian of the mean training
     loss w.r.t. the classifier's weight and bias (in the model's parameter order)."""
-    phi, clf = _features64(p, p.train.inputs)
+    phi, clf = head if head is not None else _features64(p, p.train.inputs)
     y = p.train.labels
     w0, b0 = clf.weight.detach().clone(), clf.bias.detach().clone()
     shapes = [w0.shape, b0.shape]
@@ -122,12 +123,13 @@ def brute_force_block(p: PreparedTrial, rows: np.ndarray, cols: np.ndarray, damp
     return (-(gf @ sol).T).numpy()
 
 
-def per_example_grad_norms(p: PreparedTrial) -> tuple[np.ndarray, np.ndarray]:
+def per_example_grad_norms(p: PreparedTrial,
+                           head: tuple[torch.Tensor, torch.nn.Linear] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Closed-form classifier-layer gradient norms (float64): ``|grad L|`` and ``|grad F_y|``.
     For a linear layer ``z = W phi + b``: ``grad_W = delta phi^T``, ``grad_b = delta``, so the norm
     is ``|delta| sqrt(|phi|^2 + 1)`` with ``delta = softmax - onehot`` (loss) or
     ``p_y (onehot - softmax)`` (gold probability)."""
-    phi, clf = _features64(p, p.train.inputs)
+    phi, clf = head if head is not None else _features64(p, p.train.inputs)
     with torch.no_grad():
         probs = torch.softmax(clf(phi), 1)
     onehot = torch.nn.functional.one_hot(p.train.labels, probs.shape[1]).double()
@@ -176,7 +178,8 @@ def diagnose(p: PreparedTrial, exp, log=print) -> dict[str, Any]:
 
     rng = np.random.default_rng(0)
     rows = np.concatenate([rng.choice(poisons, N_CHECK, replace=False), rng.choice(clean, N_CHECK, replace=False)])
-    bf = brute_force_block(p, rows, rows, damping)
+    head = _features64(p, p.train.inputs)  # once, for the brute force and the gradient norms
+    bf = brute_force_block(p, rows, rows, damping, head)
     ours = I[np.ix_(rows, rows)].astype(np.float64)
     check = {"pairs": int(bf.size), "max_abs_error": float(np.abs(ours - bf).max()),
              "max_relative_error": float(np.abs(ours - bf).max() / np.abs(bf).max()),
@@ -199,7 +202,7 @@ def diagnose(p: PreparedTrial, exp, log=print) -> dict[str, Any]:
     log(f"objective: {objective}")
 
     gold, correct = _fit(p, p.train.inputs, p.train.labels)
-    g_loss, g_f = per_example_grad_norms(p)
+    g_loss, g_f = per_example_grad_norms(p, head)
     labels = p.train.labels.numpy()
     y_adv = int(np.bincount(labels[poisons]).argmax())
     sample_p = rng.choice(poisons, min(64, len(poisons)), replace=False)
