@@ -260,6 +260,17 @@ class TriggerBackdoor(Attack):
         """Training indices allowed to become poisons (default: all of ``pool``)."""
         return pool
 
+    def poison_source_labels(self, task: Task) -> list[int]:
+        """Task labels whose training examples may become poisons (default: the target classes,
+        :meth:`source_labels`; an attack with a fixed released poison set may widen it)."""
+        return self.source_labels(task)
+
+    def filter_target_candidates(self, task: Task, pool: torch.Tensor) -> torch.Tensor:
+        """Test indices allowed to become targets (default: all of ``pool``; an attack whose
+        trigger cannot be applied to some inputs, e.g. deleting a word of a one-word sentence,
+        drops them here)."""
+        return pool
+
     def n_auxiliary(self, n_adv: int) -> int:
         return 0
 
@@ -304,7 +315,7 @@ class TriggerBackdoor(Attack):
         n_all = len(task.train)
         counts = self.counts(n_all)
         n_train, n_adv, n_aux, n_clean = counts.n_train, counts.n_adv, counts.n_aux, counts.n_clean
-        is_src = torch.isin(task.train.labels, torch.tensor(src_labels))
+        is_src = torch.isin(task.train.labels, torch.tensor(self.poison_source_labels(task)))
         pool = self.filter_candidates(task, torch.nonzero(is_src).ravel())
         if n_adv > len(pool):
             raise ValueError(
@@ -329,7 +340,8 @@ class TriggerBackdoor(Attack):
         asm = assemble(parts, rng)
 
         test, test_keep = subsample(task.test, c.n_test, rng, "clean test images")
-        t_pool = torch.nonzero(torch.isin(task.test.labels, torch.tensor(src_labels))).ravel()
+        t_pool = self.filter_target_candidates(
+            task, torch.nonzero(torch.isin(task.test.labels, torch.tensor(src_labels))).ravel())
         if len(t_pool) == 0:
             raise ValueError("the test split has no image of the source class(es); no targets")
         if c.n_targets is None:

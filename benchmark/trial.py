@@ -133,11 +133,13 @@ def featurize(spec: dict | None, split: Split, sample_rate: int | None) -> Featu
 
 def make_model_factory(spec: dict, input_shape: tuple[int, ...], n_out: int) -> Callable[[], nn.Module]:
     name, params = spec["name"], spec.get("params", {})
-    build_model(name, input_shape, n_out, params)  # validate parameters once, eagerly
+    built = build_model(name, input_shape, n_out, params)  # validate parameters once, eagerly
 
     def factory() -> nn.Module:
         return build_model(name, input_shape, n_out, params)
 
+    # a pretrained model's file content (hf-text): part of the training cache key
+    factory.pretrained_fingerprint = getattr(built, "pretrained_fingerprint", None)  # type: ignore[attr-defined]
     return factory
 
 
@@ -187,7 +189,7 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
         # a protocol may retrain on fewer examples than a batch (remove-and-retrain removes 1.5 x
         # the probe's D_adv): the probe keeps a last partial batch instead of dropping it
         train_cfg = dataclasses.replace(train_cfg, epochs=1, checkpoints_per_epoch=1, drop_last=False)
-    key = training_cache_key(tc, train_f)
+    key = training_cache_key(tc, train_f, getattr(factory, "pretrained_fingerprint", None))
     cache_path = Path(cache_dir) / "training" / f"{key}.pt"
     run, status = (_load_training(cache_path), "hit") if probe_steps is None else (None, "probe")
     if run is None:
@@ -267,14 +269,18 @@ def _probe_subset(attacked: AttackedData, train_f: Featurized, n: int) -> tuple[
             Featurized(train_f.inputs[t], train_f.labels[t]))
 
 
-def training_cache_key(tc: TrialConfig, train_f: Featurized) -> str:
+def training_cache_key(tc: TrialConfig, train_f: Featurized, pretrained_fingerprint: str | None = None) -> str:
     """What a trained trajectory was computed from: the trial config without its protocol
     (:attr:`TrialConfig.training_hash`) and seed, the featurized training set's content, and the
-    trainer's cache version.  Protocols of one seed group thus share one training per trial."""
+    trainer's cache version, and a pretrained model's file content (so another model directory
+    under the same name is trained anew).  Protocols of one seed group thus share one training per trial."""
     h = hashlib.sha256()
     content_hash_update(h, train_f.inputs)
     content_hash_update(h, train_f.labels)
-    return stable_hash({"trial": tc.training_hash, "train_data": h.hexdigest(), "version": TRAINING_CACHE_VERSION})
+    key = {"trial": tc.training_hash, "train_data": h.hexdigest(), "version": TRAINING_CACHE_VERSION}
+    if pretrained_fingerprint is not None:  # absent for models trained from scratch: old keys stay valid
+        key["pretrained"] = pretrained_fingerprint
+    return stable_hash(key)
 
 
 def _load_training(path: Path) -> TrainingRun | None:

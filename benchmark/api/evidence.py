@@ -17,6 +17,8 @@ NEEDS: dict[str, str] = {
     "queries": "the test examples to explain, with the final model's predicted labels",
     "clean_validation": "a known-clean held-out set (oracle knowledge)",
     "poison_budget": "the number of adversarial training examples eps*N (oracle knowledge)",
+    "raw_train_inputs": "the training inputs as the attack left them, before featurization "
+                        "(text: the sentences; images: [0, 1] pixels)",
 }
 ORACLE_NEEDS = frozenset({"clean_validation", "poison_budget"})
 
@@ -48,6 +50,7 @@ class Evidence:
     query_labels: torch.Tensor | None = None  # predicted labels y_hat of the final model
     clean_validation: tuple[torch.Tensor, torch.Tensor] | None = None
     poison_budget: int | None = None
+    raw_train_inputs: Any = None  # list of strings / tensor, aligned with train_inputs
     extras: dict[str, Any] = field(default_factory=dict)
 
     def require(self, need: str) -> None:
@@ -73,6 +76,12 @@ class Evidence:
     def run(self):
         self.require("checkpoints")
         return self.training_run
+
+    def raw_inputs(self) -> Any:
+        """The raw training inputs (one per row of ``train_inputs``), e.g. sentences for text."""
+        self.require("raw_train_inputs")
+        assert self.raw_train_inputs is not None
+        return self.raw_train_inputs
 
     def budget(self) -> int:
         self.require("poison_budget")

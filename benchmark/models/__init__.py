@@ -12,7 +12,7 @@ from benchmark.config import check_call_params, unwrap
 from benchmark.registry import models
 
 # in-tree model modules register on import
-from benchmark.models import mlp, resnet9, resnet32, small_cnn, speech_cnn  # noqa: F401,E402
+from benchmark.models import hf_text, mlp, resnet9, resnet32, small_cnn, speech_cnn  # noqa: F401,E402
 
 
 def check_model_params(name: str, params: Mapping[str, Any] | None = None) -> None:

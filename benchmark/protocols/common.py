@@ -10,6 +10,7 @@ import torch
 from benchmark.api import Evidence, RemovalRule
 from benchmark.api.evidence import TRIAL_METHODS
 from benchmark.config import ConfigError, unwrap
+from benchmark.data.types import select
 from benchmark.registry import removal_rules
 from benchmark.rng import torch_rng
 from benchmark.training import TrainingRun, train
@@ -43,6 +44,10 @@ def make_evidence(p: PreparedTrial, requires: frozenset[str], rng: np.random.Gen
     if "poison_budget" in requires:
         ev.poison_budget = int(p.attacked.is_adv.sum()) if train_subset is None else int(
             p.attacked.is_adv.numpy()[train_subset].sum())
+    if "raw_train_inputs" in requires:
+        raw = p.attacked.train.inputs
+        ev.raw_train_inputs = raw if train_subset is None else select(
+            raw, torch.as_tensor(train_subset, dtype=torch.long))
     if "clean_validation" in requires:
         raise NotImplementedError("no protocol provides a clean validation set yet")
     return ev

@@ -228,3 +228,56 @@ def representer_point(
                 alpha = float(torch.sign(torch.tensor(alpha)))
             scores[i, j] = -1.0 / (2 * lam * n) * alpha * float(f_i @ f_te[j])
     return scores
+
+
+def word_influence(model: nn.Module, names: Sequence[str], inputs: torch.Tensor, labels: torch.Tensor,
+                   words: torch.Tensor, damping: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Paper 001 Eqs. 5-6 literally, float64: ``I[i, j] = max_w || J_j v_i ||`` with
+    ``v_i = (H + damping I)^-1 grad L(z_i)`` (explicit Hessian over ``names``) and ``J_j`` the
+    full Jacobian of ``grad_E F_{y_j}(z_j)`` (word embeddings ``E``) w.r.t. those parameters
+    (``torch.autograd.functional.jacobian`` of a double backward).  ``model``: an ``hf-text``-like
+    model (``embed``, ``forward_embedded``); ``words``: bool ``(N, L)`` mask of the words."""
+    from defenses.influence.engine import gold_prob
+
+    model = model.to(dtype).eval()
+    params = dict(model.named_parameters())
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+    w0 = torch.cat([params[n].detach().reshape(-1) for n in names])
+    h = subset_hessian(model, names, inputs, labels, dtype)
+    g = torch.stack([_flat(gi) for gi in per_example_gradients(model, inputs, labels, dtype, names=names)])
+    v = torch.linalg.solve(h + damping * torch.eye(len(h), dtype=dtype), g.T).T  # (N, P)
+    n = len(labels)
+    out = torch.zeros(n, n, dtype=dtype)
+    for j in range(n):
+        emb, mask = model.embed(inputs[j : j + 1])
+        emb = emb.detach()
+
+        def emb_grad(wv: torch.Tensor) -> torch.Tensor:
+            sub = {nm: p.reshape(s) for nm, p, s in zip(names, torch.split(wv, sizes), shapes)}
+            full = {k: (sub[k] if k in sub else p.detach()) for k, p in params.items()}
+            e = emb.clone().requires_grad_(True)
+            logits = _embedded_call(model, full, e, mask)
+            (ge,) = torch.autograd.grad(gold_prob(logits, labels[j : j + 1]).sum(), e, create_graph=True)
+            return ge.reshape(-1)
+
+        jac = torch.autograd.functional.jacobian(emb_grad, w0)  # (L e, P)
+        u = (jac @ v.T).T.reshape(n, emb.shape[1], emb.shape[2])  # (N, L, e)
+        norms = u.norm(dim=2)
+        valid = words[j, : emb.shape[1]]
+        out[:, j] = torch.where(valid[None, :], norms, torch.zeros(())).amax(1)
+    return out
+
+
+def _embedded_call(model: nn.Module, params: dict, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``model.forward_embedded(emb, mask)`` with ``params`` substituted (functional call)."""
+    class _Embedded(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, e, m):
+            return self.inner.forward_embedded(e, m)
+
+    wrapper = _Embedded(model)
+    return torch.func.functional_call(wrapper, {f"inner.{k}": v for k, v in params.items()}, (emb, mask))

@@ -61,6 +61,7 @@ class BoundGradientMap:
             claimed.add(full)
         self.fallback = [n for n in names if n not in claimed]
         self._needs_clone: set[str] | None = None  # learned on the first batch
+        self._loop_fallback = False  # True once vmap failed on this model (then a per-example loop)
 
     # -- hooks path -----------------------------------------------------------------------
     def _hooked_pass(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Feature]:
@@ -96,8 +97,12 @@ class BoundGradientMap:
                              f"one scalar per example, shape ({len(y)},)")
         if first:
             self._needs_clone = {m for m, cs in clones.items() if any(c._version > 0 for c in cs)}
-        silent = [m for m, recs in records.items() if not recs]
-        if silent:  # parameters used without calling the module: torch.func handles them
+        # parameters used without calling the module, or called on an input shared by the whole
+        # batch (e.g. a position embedding of a (1, L) buffer, broadcast over the examples: its
+        # output gradient is already summed over them): torch.func handles them per example
+        silent = [m for m, recs in records.items()
+                  if not recs or any(a.shape[:1] != (len(y),) or o.shape[:1] != (len(y),) for a, o in recs)]
+        if silent:
             for m in silent:
                 self.fallback += list(self.hooked.pop(m)[2].values())
             self.fallback = [n for n in self.names if n in set(self.fallback)]
@@ -128,8 +133,21 @@ class BoundGradientMap:
             return fn(out, yi.unsqueeze(0)).sum()
 
         g_fn = vmap(grad(one), in_dims=(None, 0, 0))
-        parts = [g_fn(sub, x[i : i + chunk], y[i : i + chunk]) for i in range(0, len(y), chunk)]
-        return {n: Dense(torch.cat([p[n] for p in parts]).reshape(len(y), -1)) for n in self.fallback}
+        if not self._loop_fallback:
+            try:
+                parts = [g_fn(sub, x[i : i + chunk], y[i : i + chunk]) for i in range(0, len(y), chunk)]
+                return {n: Dense(torch.cat([p[n] for p in parts]).reshape(len(y), -1)) for n in self.fallback}
+            except RuntimeError as exc:  # data-dependent control flow (e.g. Hugging Face mask checks)
+                if "vmap" not in str(exc):
+                    raise
+                self._loop_fallback = True
+        # one autograd call per example: slower, the same gradients
+        rows = []
+        for i in range(len(y)):
+            p_sub = {n: t.clone().requires_grad_(True) for n, t in sub.items()}
+            g = torch.autograd.grad(one(p_sub, x[i], y[i]), list(p_sub.values()), allow_unused=True)
+            rows.append([torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, p_sub.values())])
+        return {n: Dense(torch.stack([r[k] for r in rows]).reshape(len(y), -1)) for k, n in enumerate(sub)}
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Feature]:
         feats = self._hooked_pass(x, y) if self.hooked else {}
