@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the name) (repeatable)")
     run.add_argument("--ranker", action="append", default=[], metavar="[LABEL:]NAME[=JSON]",
                      help="add a registered target ranker to target-identification experiments (repeatable)")
+    run.add_argument("--model-path", action="append", default=[], metavar="NAME=DIR",
+                     help="load the pretrained model NAME (e.g. bert-base-uncased, a text experiment's "
+                          "model.params.pretrained) from the local directory DIR (repeatable; recorded, and "
+                          "the weights' fingerprint keys the training cache)")
     run.add_argument("--device", default="cpu", help="torch device for attack-side training (default: cpu)")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--dry-run", action="store_true",
@@ -187,6 +191,13 @@ def entry_table() -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import RunOptions, get_suite, plan_suite, probe_suite, run_suite, skipped_experiments
 
+    from benchmark.data.pretrained import set_model_path
+
+    for spec in args.model_path:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--model-path {spec!r}: expected NAME=DIR, e.g. bert-base-uncased=/models/bert-base-uncased")
+        set_model_path(name, path)
     suite = get_suite(args.suite)
     if args.seed is not None:
         suite = dataclasses.replace(suite, seed=args.seed)

@@ -208,7 +208,8 @@ def prepare_trial(tc: TrialConfig, data_root: Path, cache_dir: Path, download: b
         tc=tc, attacked=attacked, train=train_f, test=test_f, targets=targets_f,
         targets_clean=targets_clean_f, non_targets=non_targets_f, model_factory=factory, run=run,
         data_source={"dataset": ds_spec["name"], **raw.source, "data_fingerprint": raw.fingerprint(),
-                     "attacked_data_hash": _attacked_hash(attacked)},
+                     "attacked_data_hash": _attacked_hash(attacked),
+                     **_pretrained_source(cfg["model"], factory)},
         training_cache={"key": key, "status": status},
     )
     _attack_facts(prepared)
@@ -293,6 +294,18 @@ def _load_training(path: Path) -> TrainingRun | None:
         log.warning("training cache file %s is unreadable (%s: %s); retraining and replacing it",
                     path, type(exc).__name__, exc)
         return None
+
+
+def _pretrained_source(model_spec: dict, factory: Callable[[], nn.Module]) -> dict[str, Any]:
+    """A pretrained model's name, where it was loaded from and its files' fingerprint (records)."""
+    fp = getattr(factory, "pretrained_fingerprint", None)
+    if fp is None:
+        return {}
+    from benchmark.data import pretrained
+
+    name = model_spec.get("params", {}).get("pretrained", pretrained.OFFLINE_DEFAULT)
+    return {"pretrained_model": {"name": name, "fingerprint": fp,
+                                 "local_path": pretrained.model_paths().get(name)}}
 
 
 def _attacked_hash(a: AttackedData) -> str:

@@ -544,3 +544,25 @@ def test_real_sst2_counts():
     assert len(syn.train) == 6_920 and len(syn.test) == 1_821
     assert len(sst2.load_sst2_syntactic(REAL, None, eval_split="dev").test) == 872
     assert not any(s.endswith("\r") for s in syn.train.inputs)
+
+
+def test_ag_news_reads_the_standard_csv(tmp_path):
+    """AG News's CSV release: quoted rows, class 1-4, title + description, backslash escapes."""
+    from benchmark.data.ag_news import load_ag_news
+
+    base = tmp_path / "ag_news"
+    base.mkdir()
+    (base / "train.csv").write_text('"3","Wall St. Bears Claw Back","Reuters - Short-sellers, \\\\band of ultra-cynics"\n'
+                                    '"2","Cup final","A ""great"" match, say fans"\n')
+    (base / "test.csv").write_text('"4","New chip","Faster, cooler"\n')
+    d = load_ag_news(tmp_path)
+    assert d.modality == "text" and d.classes == ["World", "Sports", "Business", "Sci/Tech"]
+    assert d.train.inputs == ["Wall St. Bears Claw Back Reuters - Short-sellers, band of ultra-cynics",
+                              'Cup final A "great" match, say fans']
+    assert d.train.labels.tolist() == [2, 1] and d.test.labels.tolist() == [3]
+    (base / "test.csv").write_text('"5","x","y"\n')
+    with pytest.raises(DatasetError, match="row 1"):
+        load_ag_news(tmp_path)
+    (base / "test.csv").unlink()
+    with pytest.raises(DatasetError, match="missing .*test.csv"):
+        load_ag_news(tmp_path)

@@ -38,7 +38,7 @@ def _strength_small_asr() -> dict[str, float]:
 def test_every_entry_names_experiments_or_says_why(suite):
     ids = [e.id for e in suite.entries]
     for needed in ("000-fig1", "000-fig2-3", "000-fig4", "000-fig5", "000-fig6-8", "000-fig7", "000-table1", "000-kappa",
-                   "001-table1", "001-tables2-4"):
+                   "001-table1", "001-table2", "001-table3", "001-table4", "001-table2-agnews", "001-table2-iwslt"):
         assert needed in ids
     for e in suite.entries:
         assert e.experiments or e.missing is not None
@@ -106,7 +106,7 @@ def test_only_selects_entries_and_small_skips_weak_attacks(suite):
     with pytest.raises(ConfigError, match="no entry '000-fig9'.*000-fig1"):
         plan_suite(suite, RunOptions(scale="small", entries=("000-fig9",)))
     with pytest.raises(ConfigError, match="nothing to run: not implemented"):
-        plan_suite(suite, RunOptions(scale="small", entries=("001-tables2-4",)))
+        plan_suite(suite, RunOptions(scale="small", entries=("001-table2-iwslt",)))
     with pytest.raises(ConfigError, match="no experiment to run at scale 'small'"):
         plan_suite(suite, RunOptions(scale="small", experiments=("fig8-weber-one-pixel-plane-bird",)))
     assert plan_suite(suite, RunOptions(scale="smoke", experiments=("fig8-weber-one-pixel-plane-bird",)))
@@ -117,7 +117,7 @@ def test_list_shows_each_entry_status_per_scale(suite, capsys):
     assert entry_status(suite, fig68, "full") == "runs (9 experiments)"
     assert entry_status(suite, fig68, "small").startswith("runs 5 of 9; ")
     assert "attack not successful at this scale: ASR 0.81" in entry_status(suite, fig68, "small")
-    assert entry_status(suite, suite.entry("001-tables2-4"), "smoke").startswith("not implemented yet")
+    assert entry_status(suite, suite.entry("001-table2-iwslt"), "smoke").startswith("not implemented yet")
     assert entry_status(suite, suite.entry("001-table1"), "smoke").startswith("runs 1 of 32; ")
     table = entry_table()
     assert "000-table1" in table and "001-table1" in table

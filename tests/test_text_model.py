@@ -238,3 +238,29 @@ def test_engine_gives_a_broadcast_lookup_per_example_gradients(setup):
     cks = [WeightedCheckpoint(c.params, c.lr / c.batch_size) for c in run.checkpoints]
     got = score_matrix(broadcast_factory, cks, x, y, x[:3], qy, reduction="cosine")
     assert rel(got, want) <= 1e-5
+
+
+def test_text_influence_graph_uses_word_level_influence(setup):
+    """``influence="word"``: the graph's edges are Eq. 7 of Eqs. 5-6's matrix; the example-level
+    Eq. 4 stays the default; word-level influence is for the classifier scope only."""
+    import numpy as np
+
+    from benchmark.api import Evidence
+    from benchmark.config import ConfigError
+    from benchmark.registry import defenses
+    from defenses.influence.graph_search import symmetrize
+
+    factory, x, y, run = setup
+    ev = Evidence(train_inputs=x, train_labels=y, num_classes=2, rng=np.random.default_rng(0),
+                  granted=frozenset({"model", "poison_budget"}), model_factory=factory, final_params=run.final,
+                  poison_budget=3)
+    greedy = defenses.get("influence-graph-greedy")(layers=["classifier"], influence="word", word_rank=None)
+    want = symmetrize(word_influence(factory, run.final, x, y, damping=0.01).matrix.astype(np.float64), negative="keep")
+    assert np.allclose(greedy.graph_weights(ev), want)
+    assert greedy.score(ev).shape == (10,)
+    example = defenses.get("influence-graph-greedy")(layers=["classifier"])
+    assert not np.allclose(example.graph_weights(ev), want)
+    with pytest.raises(ConfigError, match="influence='word'"):
+        defenses.get("influence-graph-greedy")(layers="all", influence="word")
+    with pytest.raises(ConfigError, match="influence must be one of"):
+        defenses.get("influence-graph-greedy")(layers=["classifier"], influence="token")

@@ -314,6 +314,61 @@ def _paper001(name: str, attack: str, params: dict, small_params: dict | None = 
 EPS_001 = paper(0.05, "001 Sec. 4.1: eps N = 0.05 (also 0.1)")
 
 
+# -- paper 001 Sec. 4.2: SST-2 text backdoors ---------------------------------------------------------
+
+#: Sentence-level SST-2 (Hidden Killer's split: 6,920 train / 1,821 test): the Syntactic attack's
+#: released paraphrases exist for it only, so all five attacks use it (ours; the paper says "SST2").
+SST2_SENTENCES = {"name": "sst2-syntactic", "params": {}}
+#: Paper 001 fine-tunes BERT-base (Sec. 4.2); offline, all-MiniLM-L6-v2 stands in (README deviation).
+TEXT_MODEL = {"name": "hf-text", "params": {
+    "pretrained": ours("all-MiniLM-L6-v2", "offline stand-in for paper 001's BERT-base (Sec. 4.2); "
+                                           "--model-path bert-base-uncased=DIR with pretrained bert-base-uncased")}}
+TOKENIZER = {"name": "tokenizer", "params": {
+    "pretrained": ours("all-MiniLM-L6-v2", "the model's own tokenizer"),
+    "max_length": ours(128, "covers every SST-2 sentence (longest: 80 WordPieces)")}}
+#: Paper 001: "we tune ... dropout, learning rate, training steps and warmup on the dev set and use
+#: the Adam optimizer" (no values); OpenBackdoor's defaults for SST-2 + BERT (attacks_datasets.md Sec. 7).
+TRAIN_TEXT = {
+    "epochs": reference_code(5, "OpenBackdoor default epochs"),
+    "batch_size": reference_code(32, "OpenBackdoor default batch size"),
+    "optimizer": paper("adam", "001 Sec. 4.2: Adam"),
+    "lr": reference_code(2e-5, "OpenBackdoor default lr"),
+    "weight_decay": ours(0.0, "OpenBackdoor's AdamW default weight decay is 0"),
+    "schedule": ours("onecycle", "stands in for OpenBackdoor's linear warm-up and decay"),
+    "checkpoints_per_epoch": ours(1, "one checkpoint per epoch (GAS / COSIN trajectories)"),
+}
+#: Small: a third of the training sentences, the lower half of the encoder frozen, a higher
+#: learning rate for few steps (ours, fixed before any defense ran; calibrated on ASR alone).
+SMALL_TEXT = {
+    "attack": {"params": {"n_train": ours(1000, "CPU budget: 1,000 of 6,920 training sentences")}},
+    "featurizer": {"params": {"max_length": ours(64, "CPU budget: > 99 % of SST-2 sentences fit (99th pct 55)")}},
+    "model": {"params": {"freeze_layers": ours(3, "CPU budget: embeddings and encoder layers 1-3 of 6 frozen "
+                                                  "(MiniLM cut to 3 layers stayed at chance in 3 epochs)")}},
+    "train": {"epochs": ours(3, "CPU budget"), "lr": ours(1e-4, "few steps on a small model (ours)")},
+    "trials": ours(2, "CPU budget"),
+}
+SMOKE_TEXT = {
+    "attack": {"params": {"n_train": ours(96, "smoke"), "n_test": ours(64, "smoke"), "n_targets": ours(32, "smoke")}},
+    "featurizer": {"params": {"max_length": ours(24, "smoke")}},
+    "model": {"params": {"num_layers": ours(1, "smoke: one encoder layer")}},
+    "train": {**SMOKE_TRAIN, "lr": ours(1e-4, "smoke")}, "trials": SMOKE_TRIALS,
+}
+#: Paper 001 Sec. 4.2's attacks -> registered attack names.
+TEXT_ATTACKS_001 = {"insert": "text-insert", "duplicate": "text-duplicate", "delete": "text-delete",
+                    "semantic": "text-semantic", "syntactic": "text-syntactic"}
+EPS_TEXT = paper(0.1, "001 Sec. 4.2: eps N = 0.1")
+
+
+def text_backdoor(attack: str, params: dict | None = None, small_params: dict | None = None) -> Experiment:
+    """Paper 001 Sec. 4.2's ``attack`` on SST-2 sentences, dirty-label to positive, eps N = 0.1."""
+    config = _cfg(SST2_SENTENCES, {"name": TEXT_ATTACKS_001[attack], "params": {"epsilon": EPS_TEXT, **(params or {})}},
+                  TEXT_MODEL, TRAIN_TEXT, featurizer=TOKENIZER, trials=ours(5, "paper 001 reports no trial count"))
+    small = deep_merge(SMALL_TEXT, {"attack": {"params": small_params or {}}})
+    return Experiment(name=f"text-{attack}", description=f"Paper 001 Sec. 4.2 {attack} text backdoor on SST-2, "
+                      f"MiniLM-L6 fine-tuned", config=config, methods=NO_DEFENSE,
+                      scales={"small": small, "smoke": SMOKE_TEXT}, paper_reference="paper 001 Sec. 4.2")
+
+
 def spectral_pixel() -> Experiment:
     return _paper001("spectral-pixel", "spectral-pixel", {"epsilon": EPS_001},
                      small_params={"epsilon": paper(0.05, "001 Sec. 4.1; ASR checked at small scale: "
@@ -387,5 +442,6 @@ def attack_strength_suite() -> Suite:
             weber("blend", WEBER_SMALL["blend"]),
             speech(), speech_held_out(), speech_espeak(),
             spectral_pixel(), semantic(), composite(), input_aware(), badnets(),
+            *(text_backdoor(a) for a in TEXT_ATTACKS_001),
         ),
     )

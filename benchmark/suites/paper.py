@@ -473,6 +473,83 @@ def table1_001() -> list[Experiment]:
 TABLE1_001_EXPERIMENTS = tuple(e.name for e in table1_001())
 
 
+# -- paper 001 Tables 2-4 (SST-2) ------------------------------------------------------------------
+
+#: Paper 001 Sec. 3.2.1: text graphs use the word-level influence (Eqs. 5-6) over the final layer.
+TEXT_GRAPH = {"layers": GRAPH_LAYERS, "influence": paper("word", "001 Sec. 3.2.1 Eqs. 5-6 (text)"),
+              "word_rank": ours(7, "CPU budget: W's row + the V_W rows' 7 leading directions, 8 VJPs per sentence "
+                                   "(word_influence docstring; None = exact)")}
+
+#: Table 2's columns (paper 001's labels; BERTScore needs a masked LM that is not available offline,
+#: see TEXT_NOT_OFFLINE), then paper 000's GAS and the random control in the same protocol.
+TABLE2_001_METHODS = (
+    MethodSpec("no defense", "none"),
+    MethodSpec("PCA", "spectral-signatures"),
+    MethodSpec("Clustering", "activation-clustering"),
+    MethodSpec("SPECTRA", "spectre"),
+    MethodSpec("COSIN", "cosin"),
+    MethodSpec("ONION", "onion"),
+    MethodSpec("Greedy", "influence-graph-greedy", params=TEXT_GRAPH),
+    MethodSpec("Agglomerate", "influence-graph-agglomerative", params=TEXT_GRAPH),
+    MethodSpec("GAS (known target)", "gas"),
+    MethodSpec("Random", "random"),
+)
+#: Table 2 columns not run offline, with the reason (shown in the rendered table).
+TEXT_NOT_OFFLINE = {"BERTScore": "model not available offline: Fan et al.'s masked LM (BERT-base) cannot be "
+                                 "loaded without a model hub; `bertscore` runs with --model-path bert-base-uncased=DIR"}
+
+#: Text rows that run at small: calibrated on ASR and clean accuracy alone before any defense ran
+#: (``results/calibration/attack-strength_text-*.json``); filled by the calibration.
+CALIBRATED_TEXT_SMALL: dict[tuple[str, float, int], str] = {}
+#: Text rows below MIN_ASR at small (their calibration files); no defense runs on them there.
+WEAK_TEXT_AT_SMALL: dict[tuple[str, float, int], str] = {}
+EPSILONS_TABLE3 = (0.01, 0.05, 0.1, 0.2)  # paper 001 Table 3
+TRIGGERS_TABLE4 = (1, 2, 3)  # paper 001 Table 4
+
+
+def _text_001(attack: str, eps: float, n_triggers: int, table: str) -> Experiment:
+    base = strength.text_backdoor(attack)
+    params: dict[str, Any] = {"epsilon": paper(eps, f"001 {table}: eps N = {eps}")}
+    if n_triggers != 1:
+        params["n_triggers"] = paper(n_triggers, f"001 {table}: {n_triggers} inserted triggers")
+    protocol = {"name": "remove-and-retrain", "params": {
+        "removal": {"name": paper("top-k", "001 Sec. 4.2"), "params": {"factor": paper(1.5, "001 Sec. 4.1: 1.5 eps N removed")}}}}
+    config = deep_merge(base.config, {"attack": {"params": params}, "protocol": protocol})
+    key = (attack, eps, n_triggers)
+    not_run: dict[str, NotRun] = {}
+    if key in WEAK_TEXT_AT_SMALL:
+        not_run["small"] = NotRun("attack-not-successful", WEAK_TEXT_AT_SMALL[key])
+    elif key not in CALIBRATED_TEXT_SMALL:
+        not_run["small"] = NotRun("deferred", "CPU budget: not calibrated at small")
+    if key != ("insert", 0.1, 1):
+        not_run["smoke"] = NotRun("deferred", "smoke: one text row checks the plumbing")
+    tag = f"{attack}{'' if n_triggers == 1 else f'-{n_triggers}trig'}-eps{int(round(eps * 100)):02d}"
+    return Experiment(
+        name=f"t2-001-{tag}", description=f"Paper 001 {table}: {attack} text backdoor on SST-2, eps N = {eps}"
+        f"{'' if n_triggers == 1 else f', {n_triggers} triggers'}, remove 1.5 eps N and retrain",
+        config=config, methods=TABLE2_001_METHODS, scales=base.scales, paper_reference=f"paper 001 Sec. 4.2-4.3, {table}",
+        # the attack-strength experiment's own setting: the same poisons and fine-tuned model
+        seed_group=base.name if unwrap(config["attack"]) == unwrap(base.config["attack"]) else "", not_run=not_run,
+        comparisons=(("Agglomerate", "PCA"), ("Agglomerate", "COSIN"), ("Agglomerate", "ONION"),
+                     ("Greedy", "Agglomerate"), ("GAS (known target)", "Agglomerate")))
+
+
+def tables2_4_001() -> list[Experiment]:
+    """Paper 001 Tables 2-4 on SST-2: five attacks at eps N = 0.1 (Table 2), eps N in {0.01, 0.05,
+    0.1, 0.2} for Insert and Syntactic (Table 3), 1-3 Insert triggers (Table 4); one experiment per
+    distinct setting (Table 2's Insert row is Table 3's 0.1 and Table 4's 1-trigger row)."""
+    keys: list[tuple[str, float, int, str]] = [(a, 0.1, 1, "Table 2") for a in strength.TEXT_ATTACKS_001]
+    keys += [(a, e, 1, "Table 3") for a in ("insert", "syntactic") for e in EPSILONS_TABLE3 if e != 0.1]
+    keys += [("insert", 0.1, t, "Table 4") for t in TRIGGERS_TABLE4 if t != 1]
+    return [_text_001(a, e, t, table) for a, e, t, table in keys]
+
+
+TABLE2_001_EXPERIMENTS = tuple(f"t2-001-{a}-eps10" for a in strength.TEXT_ATTACKS_001)
+TABLE3_001_EXPERIMENTS = tuple(f"t2-001-{a}-eps{int(round(e * 100)):02d}" for a in ("insert", "syntactic")
+                               for e in EPSILONS_TABLE3)
+TABLE4_001_EXPERIMENTS = ("t2-001-insert-eps10",) + tuple(f"t2-001-insert-{t}trig-eps10" for t in TRIGGERS_TABLE4 if t != 1)
+
+
 SPEECH_DATASETS = ("fsdd", "held-out-speaker", "espeak")
 SPEECH_TARGET_ID = ("fig7-target-id-speech", "fig7-target-id-speech-held-out-speaker", "fig7-target-id-speech-espeak")
 
@@ -497,8 +574,15 @@ ENTRIES = (
           ("fig7-target-id-weber-blend",) + SPEECH_TARGET_ID),
     Entry("001-table1", "001", "Table 1", "Influence graph vs spectral signatures, clustering, SPECTRE, COSIN on CIFAR-10",
           TABLE1_001_EXPERIMENTS),
-    Entry("001-tables2-4", "001", "Tables 2-4", "Influence graph and ONION on SST-2 NLP backdoors",
-          missing=NotRun("not-implemented", "issue 10")),
+    Entry("001-table2", "001", "Table 2", "Influence graph vs PCA, Clustering, SPECTRA, COSIN, ONION on SST-2 "
+          "text backdoors", TABLE2_001_EXPERIMENTS),
+    Entry("001-table3", "001", "Table 3", "The effect of eps N on SST-2 (Insert, Syntactic)", TABLE3_001_EXPERIMENTS),
+    Entry("001-table4", "001", "Table 4", "The effect of the number of Insert triggers on SST-2", TABLE4_001_EXPERIMENTS),
+    Entry("001-table2-agnews", "001", "Table 2 (AG News)", "AG News rows of Table 2",
+          missing=NotRun("unavailable-offline", "AG News is not in ../shared/datasets; the `ag-news` loader reads "
+                                                "its standard CSV (train.csv / test.csv) from the data root")),
+    Entry("001-table2-iwslt", "001", "Table 2 (IWSLT'14 En-De)", "IWSLT'14 En-De rows of Table 2",
+          missing=NotRun("not-implemented", "machine translation (BLEU on attacked sequences) is not implemented")),
 )
 
 
@@ -547,6 +631,15 @@ CLAIMS = (
                 for b in ("PCA", "Clustering", "SPECTRA", "COSIN"))),
     Claim("agglomerate-beats-greedy", "Agglomerate's ASR after retraining is at most Greedy's", "001 Sec. 4.1, Table 1",
           tuple(Beats(e, "Agglomerate", "Greedy", "attack_success_rate") for e in TABLE1_001_EXPERIMENTS)),
+    Claim("text-graph-beats-baselines", "Greedy and Agglomerate beat every baseline (PCA, Clustering, SPECTRA, COSIN, "
+          "ONION) on the Semantic and Syntactic text attacks (lower ASR after retraining)", "001 Sec. 4.2, Table 2",
+          tuple(Beats(f"t2-001-{atk}-eps10", a, b, "attack_success_rate") for atk in ("semantic", "syntactic")
+                for a in ("Greedy", "Agglomerate") for b in ("PCA", "Clustering", "SPECTRA", "COSIN", "ONION"))),
+    Claim("onion-insert-not-syntactic", "ONION works on Insert (lower ASR than random removal) but fails on "
+          "Syntactic (ASR after retraining stays >= MIN_ASR; ours: the paper's 0.953 vs Att_suc 0.977)",
+          "001 Sec. 4.2, Table 2",
+          (Beats("t2-001-insert-eps10", "ONION", "Random", "attack_success_rate"),
+           Bound("t2-001-syntactic-eps10", "ONION", "attack_success_rate", unwrap(MIN_ASR), below=False))),
     Claim("density-tail", "A target's influence vector has a heavier upper tail than a non-target's",
           "000 Sec. 5.2, Fig. 5",
           tuple(Bound(e, m.label, "upper_tail_gap", 0.0, below=False) for e in ("fig5-density-speech", "fig5-density-weber-blend")
@@ -567,7 +660,8 @@ def paper_suite() -> Suite:
         name="paper",
         version=VERSION,
         description="Paper 000's (and later paper 001's) results on real data, one entry per table or figure",
-        experiments=tuple(fig1() + fig2_3() + fig4() + fig5() + fig6_8() + fig7() + table1() + table1_001()),
+        experiments=tuple(fig1() + fig2_3() + fig4() + fig5() + fig6_8() + fig7() + table1() + table1_001()
+                          + tables2_4_001()),
         entries=ENTRIES,
         min_asr=unwrap(MIN_ASR),
         claims=CLAIMS,

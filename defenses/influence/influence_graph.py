@@ -7,7 +7,8 @@ Registered here (a family file):
 * ``influence-graph-greedy`` / ``influence-graph-agglomerative`` -- paper 001: the edge weights
   come from Eq. 4's pairwise influence on the final model
   (:func:`~defenses.influence.pairwise.pairwise_influence`, the damped inverse Hessian over
-  ``layers`` by ``preconditioner``);
+  ``layers`` by ``preconditioner``), or, with ``influence="word"``, from Eqs. 5-6's word-level
+  influence for text (:func:`~defenses.influence.word_influence.word_influence`);
 * ``influence-graph-gas-greedy`` / ``influence-graph-gas-agglomerative`` -- **ours, not in paper
   001**: the same graph and searches on the GAS similarity between training examples over the
   recorded checkpoints (:func:`~defenses.influence.pairwise.pairwise_gas`, paper 000 Eq. 12).
@@ -30,6 +31,9 @@ from benchmark.registry import defenses
 from defenses.influence.graph_search import (AVERAGES, NEGATIVES, PRUNES, STOPS, SearchResult, agglomerative_search,
                                              greedy_search, symmetrize)
 from defenses.influence.pairwise import PRECONDITIONERS, pairwise_gas, pairwise_influence
+from defenses.influence.word_influence import word_influence
+
+INFLUENCES = ("example", "word")
 
 
 def _check_search_options(c) -> None:
@@ -57,9 +61,19 @@ class GraphConfig:
     average: str | None = None  # None: the search's own default (paper 001 Eq. 9 / Alg. 2 line 8)
     stop: str = "reach"  # paper 001 Alg. 2: "terminates until the size of the merged graph reaches eps N"
     prune: str = "remove"  # paper 001 Sec. 3.3: "selecting the node that causes the least score reduction"
+    #: "example": Eq. 4 (paper 001: "for vision tasks, we directly use Eq. 4"); "word": Eqs. 5-6,
+    #: the max over the words of z_2 of the word-embedding influence (text; needs layers = classifier)
+    influence: str = "example"
+    word_rank: int | None = None  # "word": basis of the V_W rows (None = exact; word_influence docstring)
 
     def __post_init__(self) -> None:
         _check_search_options(self)
+        if self.influence not in INFLUENCES:
+            raise ConfigError(f"influence graph: influence must be one of {list(INFLUENCES)}, got {self.influence!r}")
+        if self.influence == "word" and self.layers is not None and list(
+                [self.layers] if isinstance(self.layers, str) else self.layers) != ["classifier"]:
+            raise ConfigError(f"influence graph: influence='word' (Eqs. 5-6) is implemented for layers=['classifier'] "
+                              f"(the final linear layer), got {self.layers!r}")
         if self.preconditioner not in PRECONDITIONERS:
             raise ConfigError(f"influence graph: preconditioner must be one of {list(PRECONDITIONERS)}, "
                               f"got {self.preconditioner!r}")
@@ -133,6 +147,9 @@ class _IFGraph(_InfluenceGraph):
         layers = c.layers if isinstance(c.layers, str) else tuple(c.layers)
 
         def compute() -> np.ndarray:
+            if c.influence == "word":
+                return word_influence(evidence.model_factory, evidence.final_params, x, y,
+                                      preconditioner=c.preconditioner, damping=c.damping, rank=c.word_rank).matrix
             return pairwise_influence(evidence.model_factory, evidence.final_params, x, y, layers=c.layers,
                                       preconditioner=c.preconditioner, damping=c.damping)
 
@@ -140,7 +157,7 @@ class _IFGraph(_InfluenceGraph):
         if memo is None:
             return compute()
         key = ("pairwise-influence", id(evidence.model_factory), id(evidence.final_params), id(x), id(y), layers,
-               c.preconditioner, c.damping)
+               c.preconditioner, c.damping, c.influence, c.word_rank)
         if key not in memo:
             matrix = compute()
             matrix.setflags(write=False)
