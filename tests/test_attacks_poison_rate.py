@@ -4,6 +4,8 @@ Sec. 4.1 attacks that add a count to a given clean set, their documented rule), 
 data-free :meth:`poison_counts` the ``poison_rates`` tool uses gives exactly the crafted counts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -53,6 +55,29 @@ def fsdd() -> RawDataset:
     return RawDataset("synthetic-fsdd", "audio", [str(d) for d in range(10)], split(20), split(4), sample_rate=8000)
 
 
+def text(name: str = "synthetic-text") -> RawDataset:
+    rng = np.random.default_rng(3)
+    words = "good bad film movie plot story dull fine great acting".split()
+
+    def split(n: int) -> Split:
+        return Split([" ".join(rng.choice(words, size=int(rng.integers(3, 8)))) for _ in range(n)],
+                     torch.arange(n) % 2)
+
+    return RawDataset(name, "text", ["negative", "positive"], split(200), split(40),
+                      source={"test_file": "test.tsv"})
+
+
+def hidden_killer() -> RawDataset:
+    """Paraphrases of every third training row and of every negative test sentence, in order."""
+    data = text("sst2-syntactic")
+    rows = set(range(0, 200, 3))
+    train = [("when it was , " + x) if i in rows else x for i, x in enumerate(data.train.inputs)]
+    y = torch.tensor([1 if i in rows else int(v) for i, v in enumerate(data.train.labels)])
+    neg = ["when it was , " + x for x, v in zip(data.test.inputs, data.test.labels) if v == 0]
+    return RawDataset("sst2-hidden-killer", "text", data.classes, Split(train, y),
+                      Split(neg, torch.ones(len(neg), dtype=torch.long)))
+
+
 TINY_INPUT_AWARE = dict(gen_channels=(4,), classifier_width=4, mask_steps=1, gen_steps=1, batch_size=8,
                         gen_n_images=40, use_cache=False)
 
@@ -71,6 +96,12 @@ CASES = {
     "cifar-mnist-joint": (cifar, {"mnist": mnist_test_only}, {"n_adv": 10}, "added"),
     "inverted-digit": (digits, {}, {"adv_fraction": 0.05, "n_targets": 5}, "added"),
     "clean-pair": (cifar, {}, {"classes": (0, 2), "n_train": 30}, "none"),
+    "text-insert": (text, {}, {"epsilon": 0.1}, "train"),
+    "text-insert/n_train": (text, {}, {"epsilon": 0.05, "n_train": 120, "n_triggers": 2}, "train"),
+    "text-duplicate": (text, {}, {"epsilon": 0.1}, "train"),
+    "text-delete": (text, {}, {"epsilon": 0.2}, "train"),
+    "text-semantic": (text, {}, {"epsilon": 0.1}, "train"),
+    "text-syntactic": (lambda: text("sst2-syntactic"), {"sst2-hidden-killer": hidden_killer}, {"epsilon": 0.1}, "train"),
 }
 
 
@@ -84,6 +115,8 @@ def test_every_in_tree_attack_has_a_poison_rate_case():
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_crafted_poison_rate_matches_the_definition(case):
     make, extra, params, rule = CASES[case]
+    if case == "text-semantic" and not Path("/usr/share/wordnet/data.noun").is_file():
+        pytest.skip("WordNet 3.0 is absent: apt-get install wordnet-base (.ci/run installs it)")
     data = make()
     attack = registry.get(case.split("/")[0])(**params)
     context = RunContext(cache_dir=None, device="cpu", extra={k: f() for k, f in extra.items()})

@@ -340,7 +340,8 @@ TRAIN_TEXT = {
 #: Small: a third of the training sentences, the lower half of the encoder frozen, a higher
 #: learning rate for few steps (ours, fixed before any defense ran; calibrated on ASR alone).
 SMALL_TEXT = {
-    "attack": {"params": {"n_train": ours(1000, "CPU budget: 1,000 of 6,920 training sentences")}},
+    "attack": {"params": {"n_train": ours(2000, "CPU budget: 2,000 of 6,920 training sentences (1,000 with 100 poisons: Insert ASR 0.48, "
+                                                "results/calibration/attack-strength_text-insert_n1000.json)")}},
     "featurizer": {"params": {"max_length": ours(64, "CPU budget: > 99 % of SST-2 sentences fit (99th pct 55)")}},
     "model": {"params": {"freeze_layers": ours(3, "CPU budget: embeddings and encoder layers 1-3 of 6 frozen "
                                                   "(MiniLM cut to 3 layers stayed at chance in 3 epochs)")}},
