@@ -344,7 +344,7 @@ SMALL_TEXT = {
                                                 "results/calibration/attack-strength_text-insert_n1000.json)")}},
     "featurizer": {"params": {"max_length": ours(64, "CPU budget: > 99 % of SST-2 sentences fit (99th pct 55)")}},
     "model": {"params": {"freeze_layers": ours(3, "CPU budget: embeddings and encoder layers 1-3 of 6 frozen "
-                                                  "(MiniLM cut to 3 layers stayed at chance in 3 epochs)")}},
+                                                  "(MiniLM cut to 3 layers stayed at chance in 3 epochs, exploratory)")}},
     "train": {"epochs": ours(3, "CPU budget"), "lr": ours(1e-4, "few steps on a small model (ours)")},
     "trials": ours(2, "CPU budget"),
 }
