@@ -220,3 +220,22 @@ def test_paper001_rows_run_at_small_exactly_where_their_calibration_reached_the_
         assert measured < suite.min_asr and abs(measured - value) < 0.0051, (exp.name, measured, why)
     runs = [e.name for e in suite.experiments if e.name.startswith("t1-001-") and "small" not in e.not_run]
     assert sorted(runs) == ["t1-001-input-aware-eps10-airplane-bird", "t1-001-pixel-eps10-airplane-bird"]
+
+
+def test_text_rows_run_at_small_exactly_where_their_calibration_reached_the_gate(suite):
+    """A Tables 2-4 (001) row runs at small only where its committed calibration (attack alone)
+    reached MIN_ASR with the small setting's sentence count; the others are not run there."""
+    import json
+
+    for (attack, eps, n_trig), path in paper_suite.CALIBRATED_TEXT_SMALL.items():
+        cal = json.loads((ROOT / path).read_text())
+        setting = next(s for s in cal["settings"] if s["attack_params"] == {"epsilon": eps})
+        assert setting["asr_mean"] >= suite.min_asr, (attack, eps, setting["asr_mean"])
+        tag = f"{attack}{'' if n_trig == 1 else f'-{n_trig}trig'}-eps{int(round(eps * 100)):02d}"
+        tc = suite.experiment(f"t2-001-{tag}").resolve("small", 0, suite.seed)
+        assert tc.values["attack"]["params"]["n_train"] == setting["n_train"]
+    for exp in suite.experiments:
+        if exp.name.startswith("t2-001-") and "small" not in exp.not_run:
+            key = next(k for k in paper_suite.CALIBRATED_TEXT_SMALL
+                       if exp.name.startswith(f"t2-001-{k[0]}") and f"eps{int(round(k[1] * 100)):02d}" in exp.name)
+            assert key

@@ -500,7 +500,9 @@ TEXT_NOT_OFFLINE = {"BERTScore": "model not available offline: Fan et al.'s mask
 
 #: Text rows that run at small: calibrated on ASR and clean accuracy alone before any defense ran
 #: (``results/calibration/attack-strength_text-*.json``); filled by the calibration.
-CALIBRATED_TEXT_SMALL: dict[tuple[str, float, int], str] = {}
+CALIBRATED_TEXT_SMALL: dict[tuple[str, float, int], str] = {
+    ("insert", 0.1, 1): "results/calibration/attack-strength_text-insert.json",
+}
 #: Text rows below MIN_ASR at small (their calibration files); no defense runs on them there.
 WEAK_TEXT_AT_SMALL: dict[tuple[str, float, int], str] = {}
 EPSILONS_TABLE3 = (0.01, 0.05, 0.1, 0.2)  # paper 001 Table 3
