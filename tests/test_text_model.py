@@ -151,7 +151,8 @@ def test_offline_minilm_loads_without_network(monkeypatch):
 
 
 # -- the engine on a tiny transformer ------------------------------------------------------
-def test_gas_on_a_tiny_transformer_matches_brute_force(setup):
+def gas_error(setup, engine_factory) -> float:
+    """Relative error of the engine's GAS (on ``engine_factory``'s models) against brute force."""
     factory, x, y, run = setup
     final = factory()
     final.load_state_dict(run.final)
@@ -159,8 +160,11 @@ def test_gas_on_a_tiny_transformer_matches_brute_force(setup):
         qy = predict(final.eval()(x[:3]))
     want = R.dynamic_influence(factory, run, x, y, x[:3], qy, "gas")
     cks = [WeightedCheckpoint(c.params, c.lr / c.batch_size) for c in run.checkpoints]
-    got = score_matrix(factory, cks, x, y, x[:3], qy, reduction="cosine")
-    assert rel(got, want) <= 1e-5
+    return rel(score_matrix(engine_factory, cks, x, y, x[:3], qy, reduction="cosine"), want)
+
+
+def test_gas_on_a_tiny_transformer_matches_brute_force(setup):
+    assert gas_error(setup, setup[0]) <= 1e-5
 
 
 def test_pairwise_influence_on_a_tiny_transformer_matches_brute_force(setup):
@@ -223,21 +227,14 @@ def test_engine_gives_a_broadcast_lookup_per_example_gradients(setup):
     """BERT's default position lookup is one (1, L) call broadcast over the batch; its output
     gradient is summed over the examples, so the engine moves it to the per-example fallback
     (before: a shape error in the GAS norms)."""
-    factory, x, y, run = setup
+    factory = setup[0]
 
     def broadcast_factory():
         m = factory()
         m._explicit_ids = False  # the Hugging Face default: (1, L) position / token-type buffers
         return m
 
-    final = factory()
-    final.load_state_dict(run.final)
-    with torch.no_grad():
-        qy = predict(final.eval()(x[:3]))
-    want = R.dynamic_influence(factory, run, x, y, x[:3], qy, "gas")
-    cks = [WeightedCheckpoint(c.params, c.lr / c.batch_size) for c in run.checkpoints]
-    got = score_matrix(broadcast_factory, cks, x, y, x[:3], qy, reduction="cosine")
-    assert rel(got, want) <= 1e-5
+    assert gas_error(setup, broadcast_factory) <= 1e-5
 
 
 def test_text_influence_graph_uses_word_level_influence(setup):
