@@ -32,7 +32,7 @@ tokenises to WordPieces too and does not say how pieces combine).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
