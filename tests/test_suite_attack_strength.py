@@ -36,7 +36,8 @@ RAW_SHAPE = {"cifar10": (3, 32, 32)}
 def test_suite_lists_every_attack_setting():
     assert EXPERIMENTS == [
         "cifar-mnist-joint", "weber-one-pixel", "weber-four-pixel", "weber-blend",
-        "speech-noise-burst", "speech-noise-burst-held-out-speaker", "speech-noise-burst-espeak", "spectral-pixel", "semantic", "composite", "input-aware", "badnets"]
+        "speech-noise-burst", "speech-noise-burst-held-out-speaker", "speech-noise-burst-espeak", "spectral-pixel", "semantic", "composite", "input-aware", "badnets",
+        "text-insert", "text-duplicate", "text-delete", "text-semantic", "text-syntactic"]
     for e in SUITE.experiments:
         assert [(m.label, m.name) for m in e.methods] == [("no defense", "none")]
         for scale in SCALES:
@@ -129,7 +130,8 @@ def test_small_scale_cites_existing_calibration_files():
 CALIBRATION = sorted((Path(__file__).resolve().parent.parent / "results" / "calibration").glob("*.json"))
 #: Training examples per original class of each dataset's training split (CIFAR-10: 5,000 per
 #: class; FSDD: 270 recordings per digit in the train split), so counts need no data.
-CLASS_SIZES = {"cifar10": [5000] * 10, "fsdd": [270] * 10}
+CLASS_SIZES = {"cifar10": [5000] * 10, "fsdd": [270] * 10,
+               "sst2-syntactic": [3310, 3610]}  # negatives / positives of Hidden Killer's clean/train.tsv
 
 
 def _class_sizes(dataset: str | dict) -> list[int]:
@@ -240,8 +242,9 @@ def test_poison_rates_table_matches_the_configs():
     assert list(rows) == EXPERIMENTS
 
     def load(name, params=None):
-        labels = torch.arange(10).repeat_interleave(_class_sizes({"name": name, "params": params or {}})[0])
-        return SimpleNamespace(train=SimpleNamespace(labels=labels), num_classes=10)
+        sizes = _class_sizes({"name": name, "params": params or {}})
+        labels = torch.arange(len(sizes)).repeat_interleave(torch.tensor(sizes))
+        return SimpleNamespace(train=SimpleNamespace(labels=labels), num_classes=len(sizes))
 
     for exp in SUITE.experiments:
         for k, scale in enumerate(scales):
