@@ -504,7 +504,9 @@ CALIBRATED_TEXT_SMALL: dict[tuple[str, float, int], str] = {
     ("insert", 0.1, 1): "results/calibration/attack-strength_text-insert.json",
 }
 #: Text rows below MIN_ASR at small (their calibration files); no defense runs on them there.
-WEAK_TEXT_AT_SMALL: dict[tuple[str, float, int], str] = {}
+WEAK_TEXT_AT_SMALL: dict[tuple[str, float, int], str] = {
+    ("syntactic", 0.1, 1): "ASR 0.62 at small (results/calibration/attack-strength_text-syntactic.json)",
+}
 EPSILONS_TABLE3 = (0.01, 0.05, 0.1, 0.2)  # paper 001 Table 3
 TRIGGERS_TABLE4 = (1, 2, 3)  # paper 001 Table 4
 
