@@ -157,6 +157,9 @@ class Entry:
     title: str
     experiments: tuple[str, ...] = ()
     missing: NotRun | None = None  # the entry as a whole is not run at any scale
+    #: (method label, why) for a column of the paper's table that no experiment of the entry runs
+    #: (rendered as a note beside the paper's numbers for it)
+    methods_not_run: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.experiments and self.missing is None:

@@ -239,3 +239,42 @@ def test_text_rows_run_at_small_exactly_where_their_calibration_reached_the_gate
             key = next(k for k in paper_suite.CALIBRATED_TEXT_SMALL
                        if exp.name.startswith(f"t2-001-{k[0]}") and f"eps{int(round(k[1] * 100)):02d}" in exp.name)
             assert key
+    for (attack, eps, n_trig), why in paper_suite.WEAK_TEXT_AT_SMALL.items():
+        assert n_trig == 1
+        exp = suite.experiment(f"t2-001-{attack}-eps{int(round(eps * 100)):02d}")
+        assert exp.not_run["small"].status == "attack-not-successful" and exp.not_run["small"].reason == why
+        source = re.search(r"\((results/[\w./-]+)\)", why).group(1)
+        cal = json.loads((ROOT / source).read_text())
+        assert cal["experiment"] == f"text-{attack}" and cal["scale"] == "small"
+        measured = next(s for s in cal["settings"] if s["attack_params"] == {"epsilon": eps})["asr_mean"]
+        value = float(re.search(r"ASR ([\d.]+)", why).group(1))
+        assert measured < suite.min_asr and abs(measured - value) < 0.0051, (exp.name, measured, why)
+
+
+def test_text_fit_mitigation_reuses_the_table2_rows_poisons_and_model(suite):
+    """FIT-driven mitigation on text (paper 000 Alg. 2-3 as a Table 2 method) trains the very model
+    its Table 2 row trains: same data, attack, featurizer, model and training values and seeds."""
+    for attack in ("insert", "syntactic"):
+        row, mit = (suite.experiment(f"t2-001-{attack}-eps10{s}") for s in ("", "-fit-mitigation"))
+        assert mit.not_run.get("small") == row.not_run.get("small")
+        if "small" in row.not_run:
+            continue
+        for trial in range(2):
+            a, b = row.resolve("small", trial, suite.seed), mit.resolve("small", trial, suite.seed)
+            for key in ("dataset", "attack", "featurizer", "model", "train"):
+                assert a.values[key] == b.values[key], (attack, key)
+            assert a.seed == b.seed
+        tc = mit.resolve("small", 0, suite.seed)
+        assert tc.values["protocol"]["params"]["target_source"] == "ranker"
+        assert tc.values["protocol"]["params"]["stop"] == "label_changed"
+        assert [m.label for m in mit.methods] == ["FIT-driven mitigation (GAS)"]
+
+
+def test_table2_notes_its_bertscore_column_with_the_papers_numbers():
+    from benchmark.tools import render_paper
+
+    entry = next(e for e in paper_suite.ENTRIES if e.id == "001-table2")
+    (note,) = render_paper._methods_not_run(entry, "small")
+    assert note.startswith("**BERTScore: not run at scale small** (model not available offline")
+    assert "t2-001-insert-eps10 attack_success_rate 0.079" in note  # paper 001 Table 2, SST2 Insert
+    assert "t2-001-syntactic-eps10 attack_success_rate 0.966" in note

@@ -506,6 +506,9 @@ CALIBRATED_TEXT_SMALL: dict[tuple[str, float, int], str] = {
 #: Text rows below MIN_ASR at small (their calibration files); no defense runs on them there.
 WEAK_TEXT_AT_SMALL: dict[tuple[str, float, int], str] = {
     ("syntactic", 0.1, 1): "ASR 0.62 at small (results/calibration/attack-strength_text-syntactic.json)",
+    ("duplicate", 0.1, 1): "ASR 0.022 at small (results/calibration/attack-strength_text-duplicate.json)",
+    ("delete", 0.1, 1): "ASR 0.063 at small (results/calibration/attack-strength_text-delete.json)",
+    ("semantic", 0.1, 1): "ASR 0.075 at small (results/calibration/attack-strength_text-semantic.json)",
 }
 EPSILONS_TABLE3 = (0.01, 0.05, 0.1, 0.2)  # paper 001 Table 3
 TRIGGERS_TABLE4 = (1, 2, 3)  # paper 001 Table 4
@@ -548,7 +551,40 @@ def tables2_4_001() -> list[Experiment]:
     return [_text_001(a, e, t, table) for a, e, t, table in keys]
 
 
+#: The text mitigation runs GAS only (GAS-L's mitigation is paper 000 Table 1's; CPU budget: each
+#: mitigator is up to 3 retrains + a random control per trial).  Its ``asr_all_targets`` is the
+#: number comparable with Table 2's columns (ASR on the attack test set after retraining).
+TEXT_MITIGATORS = (MethodSpec("FIT-driven mitigation (GAS)", "gas"),)
+
+
+def text_mitigation_001() -> list[Experiment]:
+    """Paper 000's FIT-driven mitigation (Alg. 2 + Alg. 3: FIT with GAS picks the target among test
+    inputs, GAS on it selects what to remove, retrain) as one more Table 2 method, on the calibrated
+    Insert row's poisons and fine-tuned model (the attack-strength seed group)."""
+    out = []
+    for attack in strength.TEXT_ATTACKS_001:
+        base = strength.text_backdoor(attack)
+        exp = _mitigation(base, f"t2-001-{attack}-eps10-fit-mitigation", f"{attack} text backdoor on SST-2, eps N = 0.1",
+                          target_source="ranker")
+        # the text victim keeps its own small scale (checkpoints, trials): the vision _small() would retrain it
+        scales = {"small": deep_merge(base.scales["small"], {"protocol": {"params": {
+                      "max_rounds": ours(3, "CPU budget: <= 3 retrains")}}}),
+                  "smoke": deep_merge(base.scales["smoke"], SMOKE_MITIGATION)}
+        key = (attack, 0.1, 1)
+        not_run: dict[str, NotRun] = {}
+        if key in WEAK_TEXT_AT_SMALL:
+            not_run["small"] = NotRun("attack-not-successful", WEAK_TEXT_AT_SMALL[key])
+        elif key not in CALIBRATED_TEXT_SMALL:
+            not_run["small"] = NotRun("deferred", "CPU budget: not calibrated at small")
+        if attack != "insert":
+            not_run["smoke"] = NotRun("deferred", "smoke: one text row checks the plumbing")
+        out.append(dataclasses.replace(exp, scales=scales, not_run=not_run, methods=TEXT_MITIGATORS,
+                                       paper_reference="paper 000 Alg. 2-3 on paper 001 Sec. 4.2's setting (Table 2)"))
+    return out
+
+
 TABLE2_001_EXPERIMENTS = tuple(f"t2-001-{a}-eps10" for a in strength.TEXT_ATTACKS_001)
+TEXT_MITIGATION_EXPERIMENTS = tuple(f"t2-001-{a}-eps10-fit-mitigation" for a in strength.TEXT_ATTACKS_001)
 TABLE3_001_EXPERIMENTS = tuple(f"t2-001-{a}-eps{int(round(e * 100)):02d}" for a in ("insert", "syntactic")
                                for e in EPSILONS_TABLE3)
 TABLE4_001_EXPERIMENTS = ("t2-001-insert-eps10",) + tuple(f"t2-001-insert-{t}trig-eps10" for t in TRIGGERS_TABLE4 if t != 1)
@@ -579,7 +615,8 @@ ENTRIES = (
     Entry("001-table1", "001", "Table 1", "Influence graph vs spectral signatures, clustering, SPECTRE, COSIN on CIFAR-10",
           TABLE1_001_EXPERIMENTS),
     Entry("001-table2", "001", "Table 2", "Influence graph vs PCA, Clustering, SPECTRA, COSIN, ONION on SST-2 "
-          "text backdoors", TABLE2_001_EXPERIMENTS),
+          "text backdoors", TABLE2_001_EXPERIMENTS + TEXT_MITIGATION_EXPERIMENTS,
+          methods_not_run=tuple(TEXT_NOT_OFFLINE.items())),
     Entry("001-table3", "001", "Table 3", "The effect of eps N on SST-2 (Insert, Syntactic)", TABLE3_001_EXPERIMENTS),
     Entry("001-table4", "001", "Table 4", "The effect of the number of Insert triggers on SST-2", TABLE4_001_EXPERIMENTS),
     Entry("001-table2-agnews", "001", "Table 2 (AG News)", "AG News rows of Table 2",
@@ -665,7 +702,7 @@ def paper_suite() -> Suite:
         version=VERSION,
         description="Paper 000's (and later paper 001's) results on real data, one entry per table or figure",
         experiments=tuple(fig1() + fig2_3() + fig4() + fig5() + fig6_8() + fig7() + table1() + table1_001()
-                          + tables2_4_001()),
+                          + tables2_4_001() + text_mitigation_001()),
         entries=ENTRIES,
         min_asr=unwrap(MIN_ASR),
         claims=CLAIMS,

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from benchmark.paper_figures import render_density_figure, render_diagnostics_figures, render_filtering_figure
-from benchmark.report import render, render_figure
+from benchmark.report import load_paper_numbers, render, render_figure
 from benchmark.runner import current_of, current_records, get_suite
 from benchmark.store import export_records, load_export, slug
 from benchmark.tools import commands
@@ -82,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             md = _header_md(command, what) + body
             tex = f"% {what}; produced by: {command}\n% {body}"
         else:
+            notes = _methods_not_run(entry, args.scale)
             md = _header_md(command, what) + render(recs, suite.name, comparisons=comparisons, order=order,
-                                                    min_asr=suite.min_asr, claims=claims, references=refs)
+                                                    min_asr=suite.min_asr, claims=claims, references=refs,
+                                                    notes=notes)
             tex = f"% {what}\n% produced by: {command}\n" + render(
                 recs, suite.name, fmt="latex", comparisons=comparisons, order=order, min_asr=suite.min_asr,
                 claims=claims, standalone=True, references=refs)
@@ -106,6 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     for p in written:
         print(p, file=sys.stderr)
     return 0
+
+
+def _methods_not_run(entry, scale: str) -> list[str]:
+    """One note per paper column that the entry does not run, with the paper's numbers for it."""
+    paper = load_paper_numbers()
+    out = []
+    for method, why in entry.methods_not_run:
+        nums = [f"{p.experiment} {p.metric} {p.value:g}" for p in paper
+                if p.method == method and p.experiment in entry.experiments]
+        out.append(f"**{method}: not run at scale {scale}** ({why})."
+                   + (f" The paper's numbers: {'; '.join(nums)}." if nums else ""))
+    return out
 
 
 def _claims_only(records, suite) -> str:
